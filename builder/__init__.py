@@ -1,0 +1,1 @@
+"""pybuild: build OCI container images from Containerfiles, without a daemon."""

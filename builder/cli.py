@@ -1,0 +1,147 @@
+"""The ``pybuild`` command line: global options, then a subcommand.
+
+Subcommand modules live in ``builder.commands``; each defines
+``add_arguments(parser)`` and ``run(args, options) -> int``. Only the module
+of the chosen subcommand is imported, so ``pybuild --version`` stays fast.
+This is the only module (with the command modules) that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["GlobalOptions", "main"]
+
+VERSION = "0.1.0"
+
+# name -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bud": ("builder.commands.build", "build an image from a Containerfile"),
+    "build": ("builder.commands.build", "build an image from a Containerfile (same as bud)"),
+    "parse": ("builder.commands.parse", "parse a Containerfile and print its instructions"),
+    "lint": ("builder.commands.lint", "check a Containerfile against lint rules"),
+    "images": ("builder.commands.images", "list images in the local store"),
+    "inspect": ("builder.commands.inspect", "show an image's configuration and manifest"),
+    "tag": ("builder.commands.tag", "add names to an image"),
+    "rmi": ("builder.commands.rmi", "remove images"),
+    "push": ("builder.commands.push", "push an image to a registry or an archive"),
+    "pull": ("builder.commands.pull", "pull an image from a registry or an archive"),
+    "login": ("builder.commands.login", "log in to a registry"),
+    "logout": ("builder.commands.login", "log out of a registry"),
+    "run": ("builder.commands.run", "run a command in an image's root filesystem"),
+    "info": ("builder.commands.info", "show store, storage driver and isolation"),
+    "version": ("builder.commands.info", "show version information"),
+}
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options given before the subcommand."""
+
+    root: Path
+    storage_driver: str | None
+    debug: bool
+
+
+def default_root() -> Path:
+    env = os.environ.get("PYBUILD_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pybuild")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(data) / "pybuild"
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pybuild",
+        description="Build OCI container images from Containerfiles, without a daemon.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n"
+        + "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()),
+    )
+    parser.add_argument("--version", action="version", version=f"pybuild version {VERSION}")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="store root (env PYBUILD_ROOT)"
+    )
+    parser.add_argument(
+        "--storage-driver", choices=["overlay", "vfs"], default=None,
+        help="how root filesystems are assembled (default: overlay where it mounts)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = _top_parser()
+    ns = top.parse_args(argv)
+    options = GlobalOptions(
+        root=ns.root or default_root(), storage_driver=ns.storage_driver, debug=ns.debug
+    )
+    module_name, summary = COMMANDS[ns.command]
+    module = importlib.import_module(module_name)
+    sub = argparse.ArgumentParser(prog=f"pybuild {ns.command}", description=summary)
+    module.add_arguments(sub, ns.command)
+    args = sub.parse_args(ns.args)
+    args.command = ns.command
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(module.run(args, options) or 0)
+    except KeyboardInterrupt:
+        print("pybuild: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("pybuild: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - rendered for the user below
+        return report(exc, debug=options.debug)
+
+
+class _Terminated(Exception):
+    """SIGTERM turned into an exception so ``finally`` blocks clean up."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def report(exc: BaseException, *, debug: bool = False) -> int:
+    """Print an error for people and return the exit status it maps to."""
+    from builder.errors import ContainerfileError, PybuildError
+    from builder.source import render_excerpt
+
+    if debug or not isinstance(exc, PybuildError):
+        import traceback
+
+        traceback.print_exception(exc)
+        if not isinstance(exc, PybuildError):
+            return 125
+    assert isinstance(exc, PybuildError)
+    print(f"Error: {exc}", file=sys.stderr)
+    if isinstance(exc, ContainerfileError) and exc.location is not None:
+        try:
+            text = Path(exc.location.file).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        excerpt = render_excerpt(text, exc.location)
+        if excerpt:
+            print(excerpt, file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The single error hierarchy of pybuild.
+
+Every error pybuild raises on purpose is a ``PybuildError``; anything else
+escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
+``builder.cli`` renders them.
+
+    PybuildError
+    ├─ ContainerfileError     .location, .hint; exit 2 (parse) or 125 (build)
+    │  ├─ ParseError          bad line, bad directive, unterminated heredoc, bad JSON
+    │  ├─ InstructionError    arity, unknown flag, unknown keyword ("did you mean")
+    │  ├─ PlanError           unknown stage, cycle, unknown --target
+    │  ├─ ExpansionError      ${VAR:?msg}, bad substitution
+    │  └─ StepError           RUN exited N, COPY source missing
+    ├─ UsageError             bad command-line arguments
+    ├─ ContextError           context missing, path escapes the context
+    ├─ IgnoreError            malformed .containerignore pattern
+    ├─ SandboxError           namespaces unavailable, id-map failure
+    ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
+    ├─ StoreError             image not found, store locked/unwritable
+    │  └─ ImageNotFound
+    ├─ ImageError             DigestMismatch, InvalidManifest, UnsupportedMediaType
+    │  └─ DigestMismatch
+    └─ RegistryError          .registry, .status
+       ├─ AuthenticationError
+       ├─ RegistryNotFound
+       └─ RegistryTransportError
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.source import Location
+
+
+class PybuildError(Exception):
+    """Base of every error pybuild raises on purpose."""
+
+    exit_code = 125
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContainerfileError(PybuildError):
+    """An error tied to a place in a Containerfile."""
+
+    code = "containerfile"
+
+    def __init__(
+        self,
+        message: str,
+        location: Location | None = None,
+        *,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.location = location
+
+    def __str__(self) -> str:
+        if self.location is None:
+            return self.message
+        return f"{self.location}: {self.message}"
+
+
+class ParseError(ContainerfileError):
+    exit_code = 2
+    code = "parse"
+
+
+class InstructionError(ContainerfileError):
+    exit_code = 2
+    code = "instruction"
+
+
+class PlanError(ContainerfileError):
+    code = "plan"
+
+
+class ExpansionError(ContainerfileError):
+    code = "expansion"
+
+
+class StepError(ContainerfileError):
+    """A build step failed; ``status`` is the step's exit status when it ran."""
+
+    code = "step"
+
+    def __init__(
+        self,
+        message: str,
+        location: Location | None = None,
+        *,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, location, hint=hint)
+        self.status = status
+        if status is not None and 0 < status < 125:
+            self.exit_code = status
+
+
+class UsageError(PybuildError):
+    exit_code = 125
+    code = "usage"
+
+
+class ContextError(PybuildError):
+    code = "context"
+
+
+class IgnoreError(PybuildError):
+    code = "ignore"
+
+
+class SandboxError(PybuildError):
+    code = "sandbox"
+
+
+class LayerError(PybuildError):
+    code = "layer"
+
+
+class StoreError(PybuildError):
+    code = "store"
+
+
+class ImageNotFound(StoreError):
+    code = "image-not-found"
+
+
+class ImageError(PybuildError):
+    code = "image"
+
+
+class DigestMismatch(ImageError):
+    code = "digest-mismatch"
+
+
+class RegistryError(PybuildError):
+    """A registry refused or failed a request."""
+
+    code = "registry"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.registry = registry
+        self.status = status
+
+
+class AuthenticationError(RegistryError):
+    code = "auth"
+
+
+class RegistryNotFound(RegistryError):
+    code = "registry-not-found"
+
+
+class RegistryTransportError(RegistryError):
+    code = "transport"

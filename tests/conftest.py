@@ -1,0 +1,70 @@
+"""Fixtures shared by every test package: paths and a real `pybuild` subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures"
+CORPUS = FIXTURES / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    return CORPUS
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Pybuild:
+    """Runs the real CLI in a subprocess against one store root."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.env = {**os.environ, "PYBUILD_ROOT": str(root), **(env or {})}
+
+    def __call__(
+        self,
+        *args: str | os.PathLike[str],
+        check: bool = True,
+        cwd: Path | None = None,
+        input: str | None = None,
+        timeout: float = 600,
+    ) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "builder", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            input=input,
+            env=self.env,
+            timeout=timeout,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"pybuild {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return result
+
+
+@pytest.fixture
+def pybuild(tmp_path: Path) -> Pybuild:
+    """A `pybuild` runner with a fresh store under tmp_path."""
+    return Pybuild(tmp_path / "store")
