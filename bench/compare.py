@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""pybuild vs Buildah on the shared benchmark cases, side by side in one run.
+
+    python bench/compare.py [--cases scratch-copy many-small ...] [--compression gzip zstd]
+
+Generates the contexts with the shared ``make-contexts.sh``, builds a busybox
+base image with pybuild (exported as an OCI layout both builders read through
+``--build-arg BASE=oci:DIR:latest``), then times cold builds of each case with
+``buildah bud --layers`` and with ``pybuild bud`` (each on a fresh store), and
+the three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
+pybuild/Buildah and each process's peak RSS. Timings live here only; tests
+never assert them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BENCH = REPO.parent / "shared" / "bench"
+NEEDS_BASE = {"busybox-run", "multistage", "rebuild", "debian-run"}
+
+
+@dataclass
+class Timing:
+    seconds: float
+    peak_mib: float
+    returncode: int
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timing:
+    """Run argv, return wall time and the child's peak RSS (from wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        sys.stderr.write(f"{' '.join(argv)} exited {code}:\n{err.decode(errors='replace')[-2000:]}\n")
+    return Timing(elapsed, usage.ru_maxrss / 1024, code)
+
+
+def drop_caches_hint() -> None:
+    subprocess.run(["sync"], check=False)
+
+
+class Builders:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.n = 0
+
+    def fresh(self, name: str) -> Path:
+        self.n += 1
+        path = self.work / f"{name}-{self.n}"
+        path.mkdir(parents=True)
+        return path
+
+    def buildah(self, root: Path, ctx: Path, args: list[str]) -> Timing:
+        return timed(
+            ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"),
+             "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)]
+        )
+
+    def pybuild(self, root: Path, ctx: Path, args: list[str]) -> Timing:
+        return timed(
+            [sys.executable, "-m", "builder", "--root", str(root / "store"),
+             "bud", "-t", "bench", *args, str(ctx)]
+        )
+
+
+def make_base(work: Path) -> str:
+    """Build localhost/busybox with pybuild and export it as an OCI layout."""
+    store = work / "base-store"
+    ctx = work / "base-ctx"
+    shutil.copytree(REPO / "Containerfile.examples" / "busybox", ctx)
+    shutil.copy2("/bin/busybox", ctx / "busybox")
+    pyb = [sys.executable, "-m", "builder", "--root", str(store)]
+    subprocess.run([*pyb, "bud", "-q", "-t", "busybox", str(ctx)], check=True,
+                   stdout=subprocess.DEVNULL)
+    layout = work / "busybox-oci"
+    subprocess.run([*pyb, "push", "busybox", f"oci:{layout}:latest"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return f"oci:{layout}:latest"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
+    parser.add_argument("--ctx", type=Path, default=Path("/tmp/bench-ctx"))
+    parser.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
+    parser.add_argument("--cases", nargs="*",
+                        default=["scratch-copy", "many-small", "busybox-run", "multistage", "rebuild"])
+    parser.add_argument("--compression", nargs="*", default=["gzip", "zstd"])
+    ns = parser.parse_args()
+
+    subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
+                   check=True)
+    work = ns.work or Path(tempfile.mkdtemp(prefix="pybuild-bench-", dir="/var/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    b = Builders(work)
+    base = make_base(work) if NEEDS_BASE & set(ns.cases) else ""
+
+    rows: list[tuple[str, Timing, Timing]] = []
+    for case in ns.cases:
+        ctx = ns.ctx / case
+        extra = ["--build-arg", f"BASE={base}"] if case in NEEDS_BASE else []
+        ref = b.buildah(b.fresh(f"buildah-{case}"), ctx, extra)
+        for comp in ns.compression:
+            mine = b.pybuild(b.fresh(f"pybuild-{case}-{comp}"), ctx, [*extra, "--compression", comp])
+            rows.append((f"{case} cold ({comp})", ref, mine))
+        if case == "rebuild":
+            rows.extend(rebuilds(b, ctx, extra))
+
+    print(f"\n{'case':<34} {'buildah s':>9} {'pybuild s':>9} {'ratio':>6} {'bah MiB':>8} {'pyb MiB':>8}")
+    for name, ref, mine in rows:
+        ok = "" if ref.returncode == 0 and mine.returncode == 0 else "  FAILED"
+        ratio = mine.seconds / ref.seconds if ref.seconds else float("nan")
+        print(f"{name:<34} {ref.seconds:>9.2f} {mine.seconds:>9.2f} {ratio:>6.2f} "
+              f"{ref.peak_mib:>8.0f} {mine.peak_mib:>8.0f}{ok}")
+    if ns.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def rebuilds(b: Builders, ctx: Path, extra: list[str]) -> list[tuple[str, Timing, Timing]]:
+    """No-change, mtime-only and one-content-change rebuilds with warm stores."""
+    rows = []
+    bah_root, pyb_root = b.fresh("buildah-warm"), b.fresh("pybuild-warm")
+    work_ctx = b.fresh("rebuild-ctx") / "ctx"
+    shutil.copytree(ctx, work_ctx)
+    b.buildah(bah_root, work_ctx, extra)
+    b.pybuild(pyb_root, work_ctx, extra)
+    target = work_ctx / "src" / "mod000.txt"
+    steps = [
+        ("rebuild no change", lambda: None),
+        ("rebuild touch one file", lambda: os.utime(target)),
+        ("rebuild change one file", lambda: target.write_text(target.read_text() + "x\n")),
+    ]
+    for name, change in steps:
+        change()
+        ref = b.buildah(bah_root, work_ctx, extra)
+        mine = b.pybuild(pyb_root, work_ctx, extra)
+        rows.append((name, ref, mine))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
