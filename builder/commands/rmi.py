@@ -1,0 +1,38 @@
+"""``pybuild rmi [-f] [-a] IMAGE...``: remove names and images from the store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.cli import GlobalOptions
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("-f", "--force", action="store_true",
+                        help="remove an image with several names, all names included")
+    parser.add_argument("-a", "--all", action="store_true", help="remove every image")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image names or IDs")
+
+
+def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.errors import PybuildError, UsageError
+    from builder.store import Store
+
+    if args.all == bool(args.images):
+        raise UsageError("removing images: name at least one image, or use --all (not both)")
+    store = Store(options.root)
+    refs = [record.manifest_digest for record in store.images()] if args.all else args.images
+    failures: list[PybuildError] = []
+    for ref in dict.fromkeys(refs):
+        try:
+            lines = store.remove(ref, force=args.force or args.all)
+        except PybuildError as exc:
+            failures.append(exc)
+            continue
+        for line in lines:
+            print(line)
+    if failures:
+        raise failures[0]
+    return 0

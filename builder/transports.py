@@ -1,0 +1,356 @@
+"""Image references with transport prefixes, and copies between the store and
+local transports: ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]`` and
+``docker-archive:FILE[:REF]``. Registries (``docker://``) live in ``builder.registry``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from builder.errors import DigestMismatch, ImageError, UsageError
+from builder.image.commit import build_manifest
+from builder.image.compress import detect_compression, open_decompressed
+from builder.image.digest import digest_hex, sha256_digest
+from builder.image.layout import Layout
+from builder.image.spec import (
+    ANNOTATION_REF_NAME,
+    INDEX_TYPES,
+    MEDIA_OCI_CONFIG,
+    MEDIA_OCI_LAYER,
+    MEDIA_OCI_LAYER_GZIP,
+    MEDIA_OCI_LAYER_ZSTD,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+)
+
+if TYPE_CHECKING:
+    from builder.store import ImageRecord, Store
+
+TRANSPORTS = ("oci", "oci-archive", "docker-archive")
+_PREFIXES = (("docker://", "docker"), ("oci:", "oci"), ("oci-archive:", "oci-archive"),
+             ("docker-archive:", "docker-archive"), ("containers-storage:", "store"))
+_LAYER_BY_COMPRESSION = {"gzip": MEDIA_OCI_LAYER_GZIP, "zstd": MEDIA_OCI_LAYER_ZSTD,
+                         "none": MEDIA_OCI_LAYER}
+
+
+def parse_transport(ref: str) -> tuple[str, str]:
+    """(transport, rest): ("oci", "DIR[:REF]"), ("docker", "REF") for docker://REF,
+    ("store", ref) for a plain name."""
+    for prefix, transport in _PREFIXES:
+        if ref.startswith(prefix):
+            rest = ref[len(prefix):]
+            if not rest:
+                raise UsageError(f"parsing image reference {ref!r}: nothing after {prefix!r}")
+            return transport, rest
+    return "store", ref
+
+
+def split_path_ref(rest: str) -> tuple[Path, str | None]:
+    """"DIR:REF" -> (DIR, REF); the path ends at the first colon, as skopeo reads it."""
+    path, colon, ref = rest.partition(":")
+    return Path(path), (ref if colon and ref else None)
+
+
+# -- export
+
+
+def export_image(store: Store, image: str, dest: str, *, format: str | None = None) -> str:
+    """Copy a stored image to oci:, oci-archive: or docker-archive:; returns the
+    digest of the manifest written (the source manifest for docker-archive)."""
+    record = store.lookup(image)
+    transport, rest = parse_transport(dest)
+    path, ref = split_path_ref(rest)
+    manifest_bytes = store.layout.read_blob(record.manifest_digest)
+    manifest = record.manifest
+    if format is not None and transport != "docker-archive":
+        converted = build_manifest(manifest.config, manifest.layers, format=format,
+                                   annotations=manifest.annotations)
+        if converted.media_type != manifest.media_type:
+            manifest, manifest_bytes = converted, converted.to_json()
+    if transport == "oci":
+        return _write_oci(store, manifest, manifest_bytes, Layout(path), ref, record)
+    if transport == "oci-archive":
+        with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
+            digest = _write_oci(store, manifest, manifest_bytes, Layout(Path(tmp)), ref, record)
+            _tar_directory(Path(tmp), path)
+        return digest
+    if transport == "docker-archive":
+        _write_docker_archive(store, record, path, ref)
+        return record.manifest_digest
+    raise UsageError(f"exporting image to {dest!r}: unsupported transport {transport!r}",
+                     hint=f"use one of {', '.join(t + ':' for t in TRANSPORTS)}")
+
+
+def _write_oci(store: Store, manifest: Manifest, manifest_bytes: bytes, layout: Layout,
+               ref: str | None, record: ImageRecord) -> str:
+    store.layout.copy_to(layout, [manifest.config.digest, *(x.digest for x in manifest.layers)])
+    digest, size = layout.put_blob(manifest_bytes)
+    platform = Platform(record.config.architecture, record.config.os, record.config.variant)
+    desc = Descriptor(manifest.media_type, digest, size, platform=platform,
+                      annotations={ANNOTATION_REF_NAME: ref} if ref else None)
+    index = layout.read_index()
+    index.manifests = [d for d in index.manifests
+                       if (d.annotations or {}).get(ANNOTATION_REF_NAME) != ref
+                       or (ref is None and d.digest != digest)]
+    index.manifests.append(desc)
+    layout.write_index(index)
+    return digest
+
+
+def _tar_directory(source: Path, dest: Path) -> None:
+    """A deterministic uncompressed tar of a directory's contents, written atomically."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w",
+                                                    format=tarfile.PAX_FORMAT) as tar:
+            for root, dirs, files in os.walk(source):
+                dirs.sort()
+                for name in sorted(dirs) + sorted(files):
+                    full = Path(root) / name
+                    info = tar.gettarinfo(full, arcname=str(full.relative_to(source)))
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.mtime = 0
+                    if info.isfile():
+                        with open(full, "rb") as data:
+                            tar.addfile(info, data)
+                    else:
+                        tar.addfile(info)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_docker_archive(store: Store, record: ImageRecord, path: Path, ref: str | None) -> None:
+    """``docker save`` layout: manifest.json, the config, uncompressed layer tars."""
+    layout = store.layout
+    if ref:
+        from builder.store import normalize_name
+
+        tags = [normalize_name(ref)]
+    else:
+        tags = list(record.names[:1])
+    config_name = digest_hex(record.id) + ".json"
+    layer_names = [digest_hex(diff_id) + ".tar" for diff_id in record.config.diff_ids]
+    entry = {"Config": config_name, "RepoTags": tags, "Layers": layer_names}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w",
+                                                    format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, config_name, layout.read_blob(record.id))
+            written: set[str] = set()
+            for name, desc in zip(layer_names, record.manifest.layers):
+                if name in written:
+                    continue
+                written.add(name)
+                with _uncompressed_file(store, desc) as (data, size):
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode = size, 0o644
+                    tar.addfile(info, data)
+            _add_bytes(tar, "manifest.json", json.dumps([entry]).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _uncompressed_file(store: Store, desc: Descriptor) -> Iterator[tuple[IO[bytes], int]]:
+    with store.layout.open_blob(desc.digest) as blob:
+        compression = detect_compression(blob.read(4))
+        blob.seek(0)
+        if compression == "none":
+            yield blob, desc.size
+            return
+        with tempfile.TemporaryFile(dir=store.tmp_dir()) as out:
+            shutil.copyfileobj(open_decompressed(blob, compression), out, 1 << 20)  # type: ignore[misc]
+            size = out.tell()
+            out.seek(0)
+            yield out, size
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+# -- import
+
+
+def import_image(store: Store, src: str, names: Sequence[str] = ()) -> ImageRecord:
+    """Copy an image from oci:, oci-archive: or docker-archive: into the store,
+    verifying every blob's digest; the manifest and config bytes are kept."""
+    transport, rest = parse_transport(src)
+    path, ref = split_path_ref(rest)
+    if transport == "oci":
+        return _import_oci(store, Layout(path, create=False), ref, names)
+    if transport == "oci-archive":
+        with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
+            _extract(path, Path(tmp))
+            return _import_oci(store, Layout(Path(tmp), create=False), ref, names)
+    if transport == "docker-archive":
+        return _import_docker_archive(store, path, ref, names)
+    raise UsageError(f"importing image from {src!r}: unsupported transport {transport!r}",
+                     hint=f"use one of {', '.join(t + ':' for t in TRANSPORTS)}")
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(dest, filter="data")
+    except (OSError, tarfile.TarError) as exc:
+        raise ImageError(f"reading archive {archive}: {exc}") from exc
+
+
+def _select(index: Index, ref: str | None, source: str) -> Descriptor:
+    if ref is not None:
+        found = [d for d in index.manifests
+                 if (d.annotations or {}).get(ANNOTATION_REF_NAME) == ref]
+        if not found:
+            raise ImageError(f"reading {source}: no image named {ref!r}")
+        return found[0]
+    if len(index.manifests) != 1:
+        raise ImageError(f"reading {source}: {len(index.manifests)} images, name one with :REF")
+    return index.manifests[0]
+
+
+def _host_platform() -> tuple[str, str]:
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+    return "linux", arch
+
+
+def _import_oci(store: Store, layout: Layout, ref: str | None,
+                names: Sequence[str]) -> ImageRecord:
+    desc = _select(layout.read_index(), ref, str(layout.root))
+    while desc.media_type in INDEX_TYPES:
+        nested = Index.from_json(_verified(layout, desc))
+        os_name, arch = _host_platform()
+        match = [d for d in nested.manifests
+                 if d.platform and (d.platform.os, d.platform.architecture) == (os_name, arch)]
+        if not (match or nested.manifests):
+            raise ImageError(f"reading {layout.root}: empty image index")
+        desc = (match or nested.manifests)[0]
+    manifest_bytes = _verified(layout, desc)
+    manifest = Manifest.from_json(manifest_bytes)
+    with store.pin():
+        for blob in [manifest.config, *manifest.layers]:
+            if not store.layout.has_blob(blob.digest):
+                with layout.open_blob(blob.digest) as f:
+                    store.layout.put_blob(f, expected=blob.digest)
+        return store.put_manifest(manifest_bytes, names)
+
+
+def _verified(layout: Layout, desc: Descriptor) -> bytes:
+    data = layout.read_blob(desc.digest)
+    if sha256_digest(data) != desc.digest:
+        raise DigestMismatch(f"reading {desc.digest} in {layout.root}: content does not match")
+    return data
+
+
+def _import_docker_archive(store: Store, path: Path, ref: str | None,
+                           names: Sequence[str]) -> ImageRecord:
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (OSError, tarfile.TarError) as exc:
+        raise ImageError(f"reading docker archive {path}: {exc}") from exc
+    with tar, store.pin():
+        entries: list[dict[str, Any]] = json.loads(_member(tar, "manifest.json", path))
+        entry = _docker_entry(entries, ref, path)
+        config_bytes = _member(tar, entry["Config"], path)
+        config = ImageConfig.from_json(config_bytes)
+        if len(config.diff_ids) != len(entry["Layers"]):
+            raise ImageError(f"reading docker archive {path}: layer count does not match config")
+        layers: list[Descriptor] = []
+        for name, diff_id in zip(entry["Layers"], config.diff_ids):
+            layers.append(_import_layer(store, tar, name, diff_id, path))
+        config_digest, config_size = store.layout.put_blob(config_bytes)
+        manifest = Manifest(Descriptor(MEDIA_OCI_CONFIG, config_digest, config_size), layers)
+        return store.put_manifest(manifest.to_json(), names)
+
+
+def _docker_entry(entries: list[dict[str, Any]], ref: str | None, path: Path) -> dict[str, Any]:
+    if not entries:
+        raise ImageError(f"reading docker archive {path}: no images")
+    if ref is None:
+        return entries[0]
+    if ref.startswith("@") and ref[1:].isdigit() and int(ref[1:]) < len(entries):
+        return entries[int(ref[1:])]
+    from builder.store import normalize_name
+
+    want = normalize_name(ref)
+    for e in entries:
+        if any(normalize_name(t) == want for t in e.get("RepoTags") or []):
+            return e
+    raise ImageError(f"reading docker archive {path}: no image tagged {ref!r}")
+
+
+def _member(tar: tarfile.TarFile, name: str, path: Path) -> bytes:
+    try:
+        f = tar.extractfile(name)
+    except KeyError:
+        f = None
+    if f is None:
+        raise ImageError(f"reading docker archive {path}: missing {name!r}")
+    return f.read()
+
+
+def _import_layer(store: Store, tar: tarfile.TarFile, name: str, diff_id: str,
+                  path: Path) -> Descriptor:
+    """Store a layer as it is in the archive, checking its uncompressed digest."""
+    import hashlib
+
+    f = tar.extractfile(name)
+    if f is None:
+        raise ImageError(f"reading docker archive {path}: missing layer {name!r}")
+    compression = detect_compression(f.read(4))
+    f.seek(0)
+    with store.layout.blob_writer() as blob:
+        while chunk := f.read(1 << 20):
+            blob.write(chunk)
+    if compression == "none":
+        actual = blob.digest
+    else:
+        h = hashlib.sha256()
+        with store.layout.open_blob(blob.digest) as stored:
+            reader: Any = open_decompressed(stored, compression)
+            while chunk := reader.read(1 << 20):
+                h.update(chunk)
+        actual = "sha256:" + h.hexdigest()
+    if actual != diff_id:
+        raise DigestMismatch(
+            f"reading layer {name!r} of docker archive {path}: diff_id is {actual}, "
+            f"the config says {diff_id}"
+        )
+    return Descriptor(_LAYER_BY_COMPRESSION[compression], blob.digest, blob.size)
+
+
+def read_image(store: Store, ref: str) -> ImageRecord:
+    """The image a reference names, from the store or (copied through a temporary
+    store) from a local transport; its blobs are not kept for transports."""
+    transport, rest = parse_transport(ref)
+    if transport == "store":
+        return store.lookup(rest)
+    if transport not in TRANSPORTS:
+        raise UsageError(f"reading image {ref!r}: transport {transport!r} is not supported here")
+    from builder.store import Store as StoreClass
+
+    with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
+        return import_image(StoreClass(Path(tmp)), ref)
