@@ -1,0 +1,60 @@
+"""``pybuild info`` and ``pybuild version``: store, storage driver, isolation, versions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.cli import GlobalOptions
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "info":
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def _runc_version() -> str:
+    import shutil
+    import subprocess
+
+    runc = shutil.which("runc")
+    if runc is None:
+        return "not installed"
+    out = subprocess.run([runc, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0].split()[-1] if out else "unknown"
+
+
+def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    import os
+    import platform
+
+    from builder.cli import VERSION
+
+    versions = {"pybuild": VERSION, "python": platform.python_version(),
+                "kernel": platform.release(), "runc": _runc_version()}
+    if args.command == "version":
+        for key, value in versions.items():
+            print(f"{key + ':':<10} {value}")
+        return 0
+    from builder.rootfs.workspace import detect_driver
+
+    info = {
+        "store": {"root": str(options.root),
+                  "driver": options.storage_driver or detect_driver(options.root)},
+        "isolation": {"default": "chroot", "available": ["chroot", "oci"],
+                      "rootless": os.geteuid() != 0},
+        "versions": versions,
+    }
+    if args.format == "json":
+        import json
+
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"store root:      {info['store']['root']}")
+    print(f"storage driver:  {info['store']['driver']}")
+    print("isolation:       chroot (default), oci")
+    print(f"rootless:        {'yes' if os.geteuid() != 0 else 'no'}")
+    for key, value in versions.items():
+        print(f"{key + ' version:':<16} {value}")
+    return 0

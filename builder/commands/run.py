@@ -1,0 +1,64 @@
+"""``pybuild run``: a throwaway container from a stored image, like ``podman run --rm``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.cli import GlobalOptions
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--isolation", choices=["chroot", "oci"], default="chroot")
+    parser.add_argument("--network", choices=["none", "host", "private"], default="private")
+    parser.add_argument("--user", "-u", default=None, help="USER value (default: the image's)")
+    parser.add_argument("--workingdir", "-w", default=None)
+    parser.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
+    parser.add_argument("--volume", "-v", action="append", default=[], metavar="SRC:DST[:ro]")
+    parser.add_argument("--hostname", default="pybuild")
+    parser.add_argument("--interactive", "-i", action="store_true", help="keep stdin open")
+    parser.add_argument("image")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+def _volume(raw: str) -> object:
+    from pathlib import Path
+
+    from builder.errors import UsageError
+    from builder.executor.sandbox import MountSpec
+
+    parts = raw.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise UsageError(f"parsing volume {raw!r}: expected SRC:DST[:ro|rw]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"parsing volume {raw!r}: unknown option {mode!r}")
+    return MountSpec("bind", Path(parts[0]).resolve(), parts[1], readonly=mode == "ro")
+
+
+def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.errors import UsageError
+    from builder.executor.sandbox import RunSpec, run_in_sandbox
+    from builder.rootfs.workspace import Workspace
+    from builder.store import Store
+
+    store = Store(options.root)
+    record = store.lookup(args.image)
+    config = record.config.config
+    argv = list(args.cmd) if args.cmd else list(config.cmd or [])
+    argv = list(config.entrypoint or []) + argv
+    if not argv:
+        raise UsageError(f"running {args.image}: no command given and the image has none")
+    env = list(config.env or [])
+    env += [item if "=" in item else f"{item}=" for item in args.env]
+    layers = [(d.digest, diff_id, d.media_type)
+              for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
+    spec = RunSpec(
+        argv=argv, env=env, cwd=args.workingdir or config.working_dir or "/",
+        user=config.user if args.user is None else args.user, hostname=args.hostname,
+        network=args.network, mounts=tuple(_volume(v) for v in args.volume),  # type: ignore[misc]
+        stdin=args.interactive, isolation=args.isolation,
+    )
+    with Workspace.create(store, layers, driver=options.storage_driver) as workspace:
+        return run_in_sandbox(workspace.root, spec)

@@ -1,0 +1,732 @@
+"""Running one step's command inside a root filesystem.
+
+``isolation="chroot"`` (the default) needs no external runtime. The caller's
+process starts ``python -m builder.executor.sandbox``, which unshares mount,
+PID, IPC and UTS namespaces (plus network unless ``network="host"``, and a
+user namespace when not root) and forks the namespace's PID 1. PID 1
+pivots into the root, mounts a fresh ``/proc``, a minimal ``/dev`` on
+tmpfs, read-only ``/sys``, the generated ``/etc/hosts``, ``/etc/resolv.conf``
+and ``/etc/hostname`` and the step's mounts, then forks the command with the
+resolved user, Buildah's default capabilities and ``no_new_privs``. When the
+command exits PID 1 kills whatever it left behind, unmounts, removes every
+mount point it had to create (restoring the parents' mtimes) and exits with
+the command's status (128+N for signal N). Mount points therefore never
+reach a layer, and an image without ``/etc`` does not gain one.
+
+Network modes: ``host`` shares the host's network; ``none`` and ``private``
+get a new network namespace with only loopback up. ``private`` would add a
+user-mode network (slirp4netns or pasta) where one is installed; neither is
+here, so today it is loopback only, as Buildah is without CNI plugins.
+
+``isolation="oci"`` writes an OCI runtime bundle and runs ``runc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from builder.errors import SandboxError
+
+__all__ = ["MountSpec", "RunSpec", "run_in_sandbox", "DEFAULT_CAPABILITIES"]
+
+DEFAULT_CAPABILITIES = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
+    "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
+    "CAP_SYS_CHROOT": 18, "CAP_SETFCAP": 31,
+}
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_OLD_ROOT = "/.pybuild-oldroot"
+_STAGE = "/.pybuild-stage"
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_READONLY_PROC = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One mount for a step.
+
+    ``type`` is bind, cache (a bind of a persistent directory), tmpfs or
+    secret. A secret's bytes are in ``data``; it is written to a private
+    tmpfs and bound at ``target`` (or only exported as ``env`` when ``target``
+    is empty). ``discard_writes`` gives a writable bind whose writes are
+    thrown away (a private copy). ``sharing`` applies to caches: shared,
+    private or locked.
+    """
+
+    type: str
+    source: Path | None
+    target: str
+    readonly: bool = True
+    sharing: str = "shared"
+    uid: int | None = None
+    gid: int | None = None
+    mode: int | None = None
+    size: int | None = None
+    discard_writes: bool = False
+    data: bytes | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and how; ``user`` is a USER value resolved inside the root."""
+
+    argv: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = "pybuild"
+    network: str = "private"
+    mounts: tuple[MountSpec, ...] = ()
+    stdin: bool = False
+    isolation: str = "chroot"
+    extra_hosts: tuple[str, ...] = field(default=())
+
+
+def run_in_sandbox(root: Path, spec: RunSpec) -> int:
+    """Run ``spec`` in ``root``; returns the exit status (128+N for signal N)."""
+    if spec.network not in ("none", "host", "private"):
+        raise SandboxError(f"running step: unknown network mode {spec.network!r}")
+    if not spec.argv:
+        raise SandboxError("running step: no command given")
+    root = Path(os.path.realpath(root))
+    from builder.executor.users import resolve_user_in_root
+
+    user = resolve_user_in_root(root, spec.user)
+    with ExitStack() as stack:
+        mounts = [stack.enter_context(_prepared(m)) for m in spec.mounts]
+        if spec.isolation == "oci":
+            return _run_oci(root, spec, user, mounts)
+        if spec.isolation != "chroot":
+            raise SandboxError(f"running step: unknown isolation {spec.isolation!r}")
+        return _run_chroot(root, spec, user, mounts)
+
+
+def _env_with_defaults(spec: RunSpec, home: str, mounts: list[MountSpec]) -> list[str]:
+    env = list(spec.env)
+    names = {item.partition("=")[0] for item in env}
+    if "HOME" not in names:
+        env.append(f"HOME={home}")
+    if "PATH" not in names:
+        env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    for m in mounts:
+        if m.type == "secret" and m.env and m.data is not None:
+            env.append(f"{m.env}={m.data.decode('utf-8', 'replace')}")
+    return env
+
+
+def _etc_files(root: Path, spec: RunSpec) -> dict[str, bytes]:
+    """Contents bound at /etc/hosts, /etc/resolv.conf and /etc/hostname."""
+    from builder.rootfs.paths import resolve_in_root
+
+    try:
+        own = resolve_in_root(root, "/etc/hosts").read_text(errors="replace")
+    except OSError:
+        own = ""
+    hosts = own if own.endswith("\n") or not own else own + "\n"
+    if "localhost" not in own:
+        hosts += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    hosts += f"127.0.1.1\t{spec.hostname}\n"
+    hosts += "".join(f"{h}\n" for h in spec.extra_hosts)
+    try:
+        resolv = Path("/etc/resolv.conf").read_text(errors="replace")
+    except OSError:
+        resolv = ""
+    if spec.network != "host":  # the host's loopback resolver is not reachable
+        resolv = "".join(line + "\n" for line in resolv.splitlines()
+                         if not line.strip().startswith("nameserver 127."))
+    return {"/etc/hosts": hosts.encode(), "/etc/resolv.conf": resolv.encode(),
+            "/etc/hostname": f"{spec.hostname}\n".encode()}
+
+
+@contextmanager
+def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
+    """Host-side work for a mount: cache dirs and locks, private copies."""
+    import fcntl
+    import tempfile
+
+    if mount.type == "cache" and mount.source is not None:
+        source = Path(mount.source)
+        fresh = not source.exists()
+        source.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            os.chown(source, mount.uid or 0, mount.gid or 0)
+            os.chmod(source, 0o755 if mount.mode is None else mount.mode)
+        lock_path = source.with_name(source.name + ".lock")
+        with open(lock_path, "a+") as lock:
+            if mount.sharing == "locked":
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            elif mount.sharing == "private":
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    private = Path(tempfile.mkdtemp(prefix="pybuild-cache-"))
+                    try:
+                        yield _replace(mount, source=private)
+                    finally:
+                        shutil.rmtree(private, ignore_errors=True)
+                    return
+            else:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            yield _replace(mount, source=Path(os.path.realpath(source)))
+        return
+    if mount.discard_writes and mount.source is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="pybuild-bind-"))
+        try:
+            copy = scratch / "data"
+            if Path(mount.source).is_dir():
+                shutil.copytree(mount.source, copy, symlinks=True)
+            else:
+                shutil.copy2(mount.source, copy)
+            yield _replace(mount, source=copy, readonly=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    if mount.source is not None:
+        if not os.path.exists(mount.source):
+            raise SandboxError(f"mounting {mount.target}: source {mount.source} does not exist")
+        mount = _replace(mount, source=Path(os.path.realpath(mount.source)))
+    yield mount
+
+
+def _replace(mount: MountSpec, **changes: object) -> MountSpec:
+    from dataclasses import replace
+
+    return replace(mount, **changes)  # type: ignore[arg-type]
+
+
+def _mount_json(mount: MountSpec) -> dict[str, object]:
+    out = asdict(mount)
+    out["source"] = None if mount.source is None else os.fspath(mount.source)
+    out["data"] = None if mount.data is None else base64.b64encode(mount.data).decode()
+    return out
+
+
+def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -> int:
+    from builder.executor.users import ResolvedUser
+
+    assert isinstance(user, ResolvedUser)
+    rootless = os.geteuid() != 0
+    config = {
+        "root": os.fspath(root), "argv": spec.argv,
+        "env": _env_with_defaults(spec, user.home, mounts), "cwd": spec.cwd or "/",
+        "uid": user.uid, "gid": user.gid, "groups": list(user.groups),
+        "hostname": spec.hostname, "network": spec.network, "rootless": rootless,
+        "mounts": [_mount_json(m) for m in mounts],
+        "files": {k: base64.b64encode(v).decode() for k, v in _etc_files(root, spec).items()},
+    }
+    config_r, config_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sync_parent_r, sync_child_w = os.pipe()
+    sync_child_r, sync_parent_w = os.pipe()
+    fds = (config_r, err_w, sync_child_w, sync_child_r)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "builder.executor.sandbox", *map(str, fds)],
+            stdin=None if spec.stdin else subprocess.DEVNULL, pass_fds=fds,
+        )
+    except OSError as exc:
+        for fd in (*fds, config_w, err_r, sync_parent_r, sync_parent_w):
+            os.close(fd)
+        raise SandboxError(f"starting sandbox: {exc.strerror}") from exc
+    for fd in fds:
+        os.close(fd)
+    try:
+        with os.fdopen(config_w, "w") as pipe:
+            json.dump(config, pipe)
+        if rootless:
+            _map_ids(proc.pid, sync_parent_r, sync_parent_w)
+        status = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        os.close(sync_parent_r)
+        os.close(sync_parent_w)
+    with os.fdopen(err_r, "rb") as pipe:
+        error = pipe.read().decode(errors="replace").strip()
+    if error:
+        raise SandboxError(f"setting up sandbox: {error}")
+    return 128 - status if status < 0 else status
+
+
+def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -> int:
+    """Run the step with runc from a generated OCI runtime bundle."""
+    import tempfile
+    import uuid
+
+    from builder.executor.users import ResolvedUser
+    from builder.rootfs.paths import resolve_in_root
+
+    assert isinstance(user, ResolvedUser)
+    runc = shutil.which("runc")
+    if runc is None or os.geteuid() != 0:
+        raise SandboxError("running step with oci isolation: needs runc and root")
+    bundle = Path(tempfile.mkdtemp(prefix="pybuild-oci-"))
+    try:
+        oci_mounts: list[dict[str, object]] = [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ]
+        files = dict(_etc_files(root, spec))
+        for m in mounts:
+            if m.type == "secret" and m.target and m.data is not None:
+                files[m.target] = m.data
+            elif m.type == "tmpfs":
+                oci_mounts.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
+                                   "options": ["nosuid", "nodev"]})
+            elif m.source is not None:
+                oci_mounts.append({"destination": m.target, "type": "bind",
+                                   "source": os.fspath(m.source),
+                                   "options": ["rbind", "ro" if m.readonly else "rw"]})
+        for index, (target, data) in enumerate(files.items()):
+            staged = bundle / f"file-{index}"
+            staged.write_bytes(data)
+            secret = target not in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+            staged.chmod(0o400 if secret else 0o644)
+            oci_mounts.append({"destination": target, "type": "bind", "source": str(staged),
+                               "options": ["bind", "ro" if secret else "rw"]})
+        missing = _missing_points(root, [str(m["destination"]) for m in oci_mounts], resolve_in_root)
+        caps = sorted(DEFAULT_CAPABILITIES)
+        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        if spec.network != "host":
+            namespaces.append({"type": "network"})
+        config = {
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": False, "args": spec.argv, "cwd": spec.cwd or "/",
+                "env": _env_with_defaults(spec, user.home, mounts),
+                "user": {"uid": user.uid, "gid": user.gid,
+                         "additionalGids": list(user.groups)},
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+                "noNewPrivileges": True,
+            },
+            "root": {"path": os.fspath(root), "readonly": False},
+            "hostname": spec.hostname,
+            "mounts": oci_mounts,
+            "linux": {"namespaces": namespaces,
+                      "maskedPaths": list(_MASKED_PROC),
+                      "readonlyPaths": list(_READONLY_PROC)},
+        }
+        (bundle / "config.json").write_text(json.dumps(config))
+        status = subprocess.run(
+            [runc, "--root", str(bundle / "state"), "run", "--bundle", str(bundle),
+             f"pybuild-{uuid.uuid4().hex[:12]}"],
+            stdin=None if spec.stdin else subprocess.DEVNULL,
+        ).returncode
+        _remove_points(missing)
+        return 128 - status if status < 0 else status
+    finally:
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _missing_points(root: Path, targets: list[str], resolve: object) -> list[tuple[Path, int]]:
+    """Host paths (with their parents' mtimes) that runc will create as mount points."""
+    assert callable(resolve)
+    out: list[tuple[Path, int]] = []
+    for target in targets:
+        parts = [p for p in target.split("/") if p]
+        for depth in range(1, len(parts) + 1):
+            path = resolve(root, "/".join(parts[:depth]))
+            if not os.path.lexists(path) and all(path != p for p, _ in out):
+                out.append((path, os.stat(path.parent).st_mtime_ns
+                            if path.parent.exists() else 0))
+    return out
+
+
+def _remove_points(missing: list[tuple[Path, int]]) -> None:
+    for path, parent_mtime in reversed(missing):
+        try:
+            os.rmdir(path) if path.is_dir() and not path.is_symlink() else os.unlink(path)
+            if parent_mtime:
+                os.utime(path.parent, ns=(parent_mtime, parent_mtime))
+        except OSError:
+            pass
+
+
+def _subid_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def _map_ids(pid: int, sync_r: int, sync_w: int) -> None:
+    """Map root in the child's new user namespace to us (plus subordinate ids)."""
+    if os.read(sync_r, 1) != b"u":
+        return  # the child failed before unsharing; its error says why
+    import pwd
+
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    subuid = _subid_range("/etc/subuid", name, uid)
+    subgid = _subid_range("/etc/subgid", name, uid)
+    try:
+        if subuid and subgid and shutil.which("newuidmap") and shutil.which("newgidmap"):
+            for tool, own, (start, count) in (("newuidmap", uid, subuid),
+                                              ("newgidmap", gid, subgid)):
+                subprocess.run([tool, str(pid), "0", str(own), "1", "1", str(start), str(count)],
+                               check=True, capture_output=True, text=True)
+        else:
+            Path(f"/proc/{pid}/setgroups").write_text("deny")
+            Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
+            Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        os.write(sync_w, b"!")
+        raise SandboxError(f"mapping user namespace ids: {str(detail).strip()}") from exc
+    os.write(sync_w, b"k")
+
+
+# --- the helper process: python -m builder.executor.sandbox CONFIG ERR SYNC_W SYNC_R
+
+
+def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
+    # everything PID 1 needs is imported now: the host's library path is gone after pivot_root
+    import fcntl  # noqa: F401
+    import socket  # noqa: F401
+    import struct  # noqa: F401
+
+    from builder.rootfs import syscalls
+
+    with os.fdopen(config_fd) as pipe:
+        config = json.load(pipe)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        syscalls.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if config["rootless"]:
+            syscalls.unshare(_CLONE_NEWUSER)
+            os.write(sync_w, b"u")
+            if os.read(sync_r, 1) != b"k":
+                return 125
+        flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
+        if config["network"] != "host":
+            flags |= _CLONE_NEWNET
+        syscalls.unshare(flags)
+    except OSError as exc:
+        os.write(err_fd, f"creating namespaces: {exc.strerror}".encode())
+        return 125
+    finally:
+        os.close(sync_w)
+        os.close(sync_r)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            code = _Init(config, err_fd).run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(err_fd, str(exc).encode() or type(exc).__name__.encode())
+            code = 125
+        os._exit(code)
+    os.close(err_fd)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class _Init:
+    """PID 1 of the step's PID namespace."""
+
+    def __init__(self, config: dict, err_fd: int) -> None:  # type: ignore[type-arg]
+        from builder.rootfs import syscalls
+
+        self.sys = syscalls
+        self.config = config
+        self.err_fd = err_fd
+        self.created: list[tuple[str, bool]] = []  # (path, is_dir), in creation order
+        self.parent_times: dict[str, tuple[int, int]] = {}
+        self.mounted: list[str] = []
+        self.setup_mtimes: dict[str, int] = {}
+
+    def run(self) -> int:
+        self.sys.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            self.setup()
+        except BaseException:
+            self.cleanup()
+            raise
+        os.set_inheritable(self.err_fd, False)
+        pid = os.fork()
+        if pid == 0:
+            self.exec_command()
+        os.close(self.err_fd)
+        code = 125
+        while True:
+            child, status = os.waitpid(-1, 0)
+            if child == pid:
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                break
+        try:
+            os.kill(-1, signal.SIGKILL)  # everything the step left running
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+        self.cleanup()
+        return code
+
+    # setup
+
+    def point(self, path: str, is_dir: bool) -> bool:
+        """Make sure a mount point exists, remembering what we created."""
+        parts = [p for p in path.split("/") if p]
+        current = ""
+        for index, part in enumerate(parts):
+            current += "/" + part
+            last = index == len(parts) - 1
+            if os.path.lexists(current):
+                if os.path.islink(current) and not os.path.exists(current):
+                    return False  # a dangling symlink: nothing safe to mount on
+                continue
+            parent = os.path.dirname(current)
+            st = os.stat(parent)
+            self.parent_times.setdefault(parent, (st.st_atime_ns, st.st_mtime_ns))
+            if last and not is_dir:
+                os.close(os.open(current, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            else:
+                os.mkdir(current, 0o755)
+            self.created.append((current, not last or is_dir))
+        return True
+
+    def mount(self, source: str | None, target: str, fstype: str | None, flags: int = 0,
+              data: str | None = None) -> None:
+        self.sys.mount(source, target, fstype, flags, data)
+        self.mounted.append(target)
+
+    def bind(self, source: str, target: str, readonly: bool, recursive: bool = False) -> None:
+        s = self.sys
+        self.mount(source, target, None, s.MS_BIND | (s.MS_REC if recursive else 0))
+        if readonly:
+            vfs = os.statvfs(target)
+            keep = sum(flag for bit, flag in ((os.ST_NOSUID, s.MS_NOSUID),
+                                               (os.ST_NODEV, s.MS_NODEV),
+                                               (os.ST_NOEXEC, s.MS_NOEXEC))
+                       if vfs.f_flag & bit)
+            s.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | keep)
+
+    def setup(self) -> None:
+        s, config = self.sys, self.config
+        root = config["root"]
+        s.mount(None, "/", None, s.MS_REC | s.MS_PRIVATE)
+        s.mount(root, root, None, s.MS_BIND | s.MS_REC)
+        os.chdir(root)
+        st = os.stat(root)
+        self.parent_times["/"] = (st.st_atime_ns, st.st_mtime_ns)
+        if not os.path.isdir(root + _OLD_ROOT):
+            os.mkdir(root + _OLD_ROOT, 0o700)
+            self.created.append((_OLD_ROOT, True))
+        s.pivot_root(".", _OLD_ROOT.lstrip("/"))
+        os.chdir("/")
+        old = _OLD_ROOT
+        self.point("/proc", True)
+        self.mount("proc", "/proc", "proc", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+        self.setup_dev(old)
+        self.point("/sys", True)
+        try:
+            self.mount("sysfs", "/sys", "sysfs",
+                       s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+        except OSError:
+            self.bind(old + "/sys", "/sys", readonly=True, recursive=True)
+        self.point(_STAGE, True)
+        self.mount("tmpfs", _STAGE, "tmpfs", s.MS_NOSUID | s.MS_NODEV, "mode=700")
+        for target, data in config["files"].items():
+            if os.path.isdir(os.path.dirname(target)) or self.point(os.path.dirname(target), True):
+                self.stage_file(target, base64.b64decode(data), readonly=False)
+        for mount in config["mounts"]:
+            self.setup_mount(mount, old)
+        for path in _MASKED_PROC:
+            if os.path.exists(path):
+                self.mount("/dev/null", path, None, s.MS_BIND)
+        for path in _READONLY_PROC:
+            if os.path.exists(path):
+                self.bind(path, path, readonly=True, recursive=True)
+        s.umount(_STAGE, s.MNT_DETACH)
+        s.umount(old, s.MNT_DETACH)
+        self.mounted = [m for m in self.mounted if m != _STAGE]
+        s.sethostname(config["hostname"])
+        if config["network"] != "host":
+            _loopback_up()
+        os.makedirs(config["cwd"], 0o755, exist_ok=True)
+        self.setup_mtimes = {p: os.stat(p).st_mtime_ns for p in self.parent_times}
+
+    def stage_file(self, target: str, data: bytes, readonly: bool, uid: int = 0, gid: int = 0,
+                   mode: int = 0o644) -> None:
+        if not self.point(target, False):
+            return
+        staged = f"{_STAGE}/{len(self.mounted)}"
+        with open(staged, "wb") as f:
+            f.write(data)
+        os.chown(staged, uid, gid)
+        os.chmod(staged, mode)
+        self.bind(staged, target, readonly=readonly)
+
+    def setup_dev(self, old: str) -> None:
+        s = self.sys
+        self.point("/dev", True)
+        self.mount("tmpfs", "/dev", "tmpfs", s.MS_NOSUID, "mode=755,size=65536k")
+        for name in _DEVICES:
+            os.close(os.open(f"/dev/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+            s.mount(f"{old}/dev/{name}", f"/dev/{name}", None, s.MS_BIND)
+        os.mkdir("/dev/pts", 0o755)
+        options = "newinstance,ptmxmode=0666,mode=0620"
+        try:
+            s.mount("devpts", "/dev/pts", "devpts", s.MS_NOSUID | s.MS_NOEXEC, options + ",gid=5")
+        except OSError:
+            s.mount("devpts", "/dev/pts", "devpts", s.MS_NOSUID | s.MS_NOEXEC, options)
+        os.symlink("pts/ptmx", "/dev/ptmx")
+        os.mkdir("/dev/shm", 0o1777)
+        s.mount("shm", "/dev/shm", "tmpfs", s.MS_NOSUID | s.MS_NODEV, "mode=1777,size=65536k")
+        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                             ("core", "/proc/kcore")):
+            os.symlink(target, f"/dev/{name}")
+
+    def setup_mount(self, mount: dict, old: str) -> None:  # type: ignore[type-arg]
+        s, kind, target = self.sys, mount["type"], mount["target"]
+        if kind == "secret":
+            if target:
+                mode = 0o400 if mount["mode"] is None else mount["mode"]
+                self.stage_file(target, base64.b64decode(mount["data"]), True,
+                                mount["uid"] or 0, mount["gid"] or 0, mode)
+            return
+        if kind == "tmpfs":
+            self.point(target, True)
+            options = [f"mode={mount['mode']:o}" if mount["mode"] is not None else "mode=1777"]
+            if mount["size"]:
+                options.append(f"size={mount['size']}")
+            self.mount("tmpfs", target, "tmpfs", s.MS_NOSUID | s.MS_NODEV, ",".join(options))
+            return
+        source = old + mount["source"]
+        if not self.point(target, os.path.isdir(source)):
+            raise OSError(errno.ENOENT, f"mount target {target} is a dangling symlink")
+        self.bind(source, target, readonly=mount["readonly"], recursive=True)
+
+    # the command
+
+    def exec_command(self) -> None:
+        config = self.config
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            keep = sum(1 << bit for bit in DEFAULT_CAPABILITIES.values())
+            last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+            for cap in range(last + 1):
+                if not keep & (1 << cap):
+                    self.sys.prctl(_PR_CAPBSET_DROP, cap)
+            self.sys.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+            try:
+                os.setgroups(config["groups"])
+            except PermissionError:
+                if not config["rootless"]:
+                    raise
+            os.setresgid(config["gid"], config["gid"], config["gid"])
+            os.setresuid(config["uid"], config["uid"], config["uid"])
+            if config["uid"] == 0:
+                self.sys.capset(keep, keep, 0)
+            self.sys.prctl(_PR_SET_NO_NEW_PRIVS, 1)
+            os.chdir(config["cwd"])
+        except OSError as exc:
+            os.write(2, f"pybuild: preparing to run: {exc}\n".encode())
+            os._exit(125)
+        env = dict(item.partition("=")[::2] for item in config["env"])
+        argv = config["argv"]
+        try:
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            os.write(2, f"pybuild: running {argv[0]}: {exc.strerror}\n".encode())
+            os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+    # teardown
+
+    def cleanup(self) -> None:
+        """Unmount, remove created mount points, restore mtimes the step left alone."""
+        s = self.sys
+        touched = set()
+        for parent, mtime in self.setup_mtimes.items():
+            try:
+                if os.stat(parent).st_mtime_ns != mtime:
+                    touched.add(parent)
+            except OSError:
+                touched.add(parent)
+        for target in reversed(self.mounted):
+            try:
+                s.umount(target, s.MNT_DETACH)
+            except OSError:
+                pass
+        for path, is_dir in reversed(self.created):
+            if path == _OLD_ROOT:
+                continue
+            try:
+                os.rmdir(path) if is_dir else os.unlink(path)
+            except OSError:
+                pass
+        try:
+            os.rmdir(_OLD_ROOT)
+        except OSError:
+            pass
+        for parent, times in self.parent_times.items():
+            if parent in touched:
+                continue
+            try:
+                os.utime(parent, ns=times, follow_symlinks=False)
+            except OSError:
+                pass
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+
+
+if __name__ == "__main__":
+    sys.exit(_helper(*(int(arg) for arg in sys.argv[1:5])))

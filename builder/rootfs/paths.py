@@ -1,0 +1,58 @@
+"""Resolving container paths on the host without leaving the root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["resolve_in_root"]
+
+_MAX_LINKS = 255
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """The host path of ``path`` as the container sees it, symlinks included.
+
+    Symlinks are followed as if ``root`` were ``/`` (absolute targets restart
+    at ``root``, ``..`` stops at ``root``), so the result is always inside
+    ``root``. A missing component ends resolution; the rest is appended.
+    """
+    root = Path(os.path.abspath(root))
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        try:
+            target = os.readlink(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            resolved.append(part)
+            resolved.extend(p for p in pending if p not in ("", "."))
+            return _join(root, resolved)
+        except OSError:  # EINVAL: not a symlink
+            resolved.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            raise OSError(40, f"too many levels of symbolic links: {path}")
+        if target.startswith("/"):
+            resolved = []
+        pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+    return _join(root, resolved)
+
+
+def _join(root: Path, parts: list[str]) -> Path:
+    # ".." left in a missing tail is dropped the same way as above
+    clean: list[str] = []
+    for part in parts:
+        if part == "..":
+            if clean:
+                clean.pop()
+        else:
+            clean.append(part)
+    return root.joinpath(*clean)

@@ -1,0 +1,383 @@
+"""A stage's root filesystem while it is being built, and what changed in it.
+
+Two drivers:
+
+* ``overlay``: every base layer is extracted once into a content-addressed
+  cache (``<store>/layers/<diff_id hex>``, overlay-style whiteouts) and the
+  stack is mounted as overlay lowerdirs with a fresh upper directory. The
+  upper directory *is* the diff; ``commit()`` moves it into the cache as the
+  next lower layer.
+* ``vfs``: the layers are applied into one plain directory and a metadata
+  snapshot is kept; ``changes()`` compares a new snapshot with it. A file
+  counts as changed when its type, mode, owner, size, mtime, ctime, inode or
+  link target differ. ctime cannot be set from user space and moves on every
+  write, chmod, chown, xattr change or rename, so file contents are never
+  read. Directories are compared without ctime (mode, owner, mtime, xattrs),
+  so creating and removing a mount point inside one and restoring its mtime
+  leaves it unchanged.
+
+Overlay is used when it mounts here (root, overlay in the kernel, the store
+not itself on overlay); otherwise vfs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+from builder.errors import LayerError, StoreError
+from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
+
+if TYPE_CHECKING:
+    from builder.image.layer import LayerEntry
+
+__all__ = ["Workspace", "detect_driver", "layer_cache_dir"]
+
+_MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
+
+
+class _Blobs(Protocol):
+    def open_blob(self, digest: str) -> BinaryIO: ...
+
+
+class _Store(Protocol):
+    @property
+    def root(self) -> Path: ...
+    @property
+    def layout(self) -> Any: ...
+
+
+def layer_cache_dir(store_root: Path, diff_id: str) -> Path:
+    """Where the overlay form of the layer with ``diff_id`` is kept."""
+    return Path(store_root) / "layers" / diff_id.split(":", 1)[-1]
+
+
+_probe_results: dict[str, str] = {}
+
+
+def detect_driver(store_root: Path) -> str:
+    """``overlay`` when an overlay mount works under ``store_root``, else ``vfs``."""
+    key = os.fspath(store_root)
+    if key not in _probe_results:
+        _probe_results[key] = "overlay" if _overlay_works(Path(store_root)) else "vfs"
+    return _probe_results[key]
+
+
+def _overlay_works(store_root: Path) -> bool:
+    if os.geteuid() != 0:
+        return False
+    from builder.rootfs import syscalls
+
+    try:
+        store_root.mkdir(parents=True, exist_ok=True)
+        probe = Path(store_root) / f"tmp-probe-{uuid.uuid4().hex}"
+        for sub in ("lower", "upper", "work", "merged"):
+            (probe / sub).mkdir(parents=True)
+    except OSError:
+        return False
+    try:
+        syscalls.mount("overlay", probe / "merged", "overlay", 0, _overlay_options(
+            [probe / "lower"], probe / "upper", probe / "work"))
+        syscalls.umount(probe / "merged")
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def _overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
+    lower = ":".join(os.fspath(p) for p in lowers)
+    return (f"lowerdir={lower},upperdir={upper},workdir={work},"
+            "redirect_dir=off,metacopy=off,index=off")
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What the vfs driver compares."""
+
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    ctime: int
+    ino: int
+    link: str | None
+    xattrs: tuple[tuple[str, bytes], ...]
+
+
+class Workspace:
+    """One stage's root filesystem being built (see the module docstring)."""
+
+    def __init__(self, store: _Store, driver: str, base: Path) -> None:
+        self.store = store
+        self.driver = driver
+        self.base = base
+        self.root = base / "merged" if driver == "overlay" else base / "root"
+        self.lowers: list[Path] = []  # top first
+        self._snapshot: dict[str, _Meta] = {}
+        self._mounted = False
+        self._closed = False
+
+    @classmethod
+    def create(
+        cls,
+        store: _Store,
+        layers: Sequence[tuple[str, str, str]],
+        *,
+        driver: str | None = None,
+    ) -> Workspace:
+        """Assemble the root from ``(digest, diff_id, media_type)`` layers, bottom first."""
+        store_root = Path(store.root)
+        driver = driver or detect_driver(store_root)
+        if driver not in ("overlay", "vfs"):
+            raise StoreError(f"creating workspace: unknown storage driver {driver!r}")
+        base = store_root / "workspaces" / uuid.uuid4().hex
+        base.mkdir(parents=True)
+        workspace = cls(store, driver, base)
+        try:
+            if driver == "overlay":
+                workspace.lowers = [cache_layer(store, *layer) for layer in reversed(layers)]
+                workspace._mount()
+            else:
+                workspace.root.mkdir()
+                for digest, diff_id, media_type in layers:
+                    with store.layout.open_blob(digest) as blob:
+                        extract_layer(blob, media_type, workspace.root, layer_digest=digest,
+                                      diff_id=diff_id, whiteouts="apply")
+                workspace._snapshot = _snapshot(workspace.root)
+        except BaseException:
+            workspace.close()
+            raise
+        return workspace
+
+    # overlay plumbing
+
+    def _mount(self) -> None:
+        from builder.rootfs import syscalls
+
+        upper, work = self.base / "upper", self.base / "work"
+        for path in (upper, work, self.root):
+            path.mkdir(exist_ok=True)
+        lowers = self.lowers or [self._empty_lower()]
+        data = _overlay_options(lowers, upper, work)
+        cwd = None
+        if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd
+            cwd = os.getcwd()
+            os.chdir(Path(self.store.root) / "layers")
+            data = _overlay_options([Path(p.name) for p in lowers], upper, work)
+        try:
+            syscalls.mount("overlay", self.root, "overlay", 0, data)
+        except OSError as exc:
+            raise StoreError(f"mounting overlay for {self.root}: {exc.strerror}") from exc
+        finally:
+            if cwd is not None:
+                os.chdir(cwd)
+        self._mounted = True
+
+    def _empty_lower(self) -> Path:
+        empty = self.base / "empty"
+        empty.mkdir(exist_ok=True)
+        return empty
+
+    def _unmount(self) -> None:
+        from builder.rootfs import syscalls
+
+        if self._mounted:
+            try:
+                syscalls.umount(self.root)
+            except OSError:
+                syscalls.umount(self.root, syscalls.MNT_DETACH)
+            self._mounted = False
+
+    # the public API
+
+    def changes(self) -> list[LayerEntry]:
+        """What changed since creation or the last ``commit()``, sorted by path."""
+        if self.driver == "overlay":
+            entries = _OverlayDiff(self.base / "upper", self.lowers).entries()
+        else:
+            entries = _vfs_diff(self.root, self._snapshot, _snapshot(self.root))
+        return sorted(entries, key=lambda e: e.path)
+
+    def commit(self, diff_id: str) -> None:
+        """Make the current changes a lower layer known as ``diff_id``."""
+        if self.driver == "vfs":
+            self._snapshot = _snapshot(self.root)
+            return
+        self._unmount()
+        upper = self.base / "upper"
+        target = layer_cache_dir(Path(self.store.root), diff_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(upper, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise StoreError(f"committing layer {diff_id}: {exc.strerror}") from exc
+            shutil.rmtree(upper)
+        shutil.rmtree(self.base / "work", ignore_errors=True)
+        self.lowers.insert(0, target)
+        self._mount()
+
+    def close(self) -> None:
+        """Unmount and remove everything but the shared layer cache; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._unmount()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def cache_layer(store: _Store, digest: str, diff_id: str, media_type: str) -> Path:
+    """Extract a layer into the shared cache once; concurrent callers are safe."""
+    target = layer_cache_dir(Path(store.root), diff_id)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        with store.layout.open_blob(digest) as blob:
+            extract_layer(blob, media_type, tmp, layer_digest=digest, diff_id=diff_id)
+        try:
+            os.rename(tmp, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise LayerError(f"caching layer {digest}: {exc.strerror}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _entry(path: str, source: Path | None) -> LayerEntry:
+    from builder.image.layer import LayerEntry
+
+    return LayerEntry(path, source)
+
+
+def _whiteout_path(rel: str) -> str:
+    parent, _, name = rel.rpartition("/")
+    return f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name
+
+
+class _OverlayDiff:
+    """Reads an overlay upper directory as OCI layer entries."""
+
+    def __init__(self, upper: Path, lowers: Sequence[Path]) -> None:
+        self.upper = upper
+        self.lowers = lowers
+
+    def entries(self) -> list[LayerEntry]:
+        out: list[LayerEntry] = []
+        self.walk("", os.fspath(self.upper), out)
+        return out
+
+    def walk(self, rel: str, directory: str, out: list[LayerEntry]) -> None:
+        with os.scandir(directory) as it:
+            children = sorted(it, key=lambda e: e.name)
+        for child in children:
+            path = f"{rel}/{child.name}" if rel else child.name
+            st = child.stat(follow_symlinks=False)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                out.append(_entry(_whiteout_path(path), None))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                out.append(_entry(path, Path(child.path)))
+                continue
+            inner: list[LayerEntry] = []
+            opaque = _opaque(child.path)
+            if opaque:
+                inner.append(_entry(f"{path}/{OPAQUE_MARKER}", None))
+            self.walk(path, child.path, inner)
+            if inner or not self.same_as_lower(path, st):
+                out.append(_entry(path, Path(child.path)))
+                out.extend(inner)
+
+    def same_as_lower(self, rel: str, st: os.stat_result) -> bool:
+        """True when a copied-up directory has the metadata it has below."""
+        for lower in self.lowers:
+            try:
+                below = os.lstat(lower / rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            return (stat.S_ISDIR(below.st_mode) and below.st_mode == st.st_mode
+                    and below.st_uid == st.st_uid and below.st_gid == st.st_gid
+                    and below.st_mtime_ns == st.st_mtime_ns)
+        return False
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+def _snapshot(root: Path) -> dict[str, _Meta]:
+    """Metadata of every path under root (not root itself)."""
+    out: dict[str, _Meta] = {}
+    stack = [("", os.fspath(root))]
+    while stack:
+        rel, directory = stack.pop()
+        with os.scandir(directory) as it:
+            for child in it:
+                path = f"{rel}/{child.name}" if rel else child.name
+                st = child.stat(follow_symlinks=False)
+                is_dir = stat.S_ISDIR(st.st_mode)
+                out[path] = _Meta(
+                    mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
+                    size=0 if is_dir else st.st_size, mtime=st.st_mtime_ns,
+                    ctime=0 if is_dir else st.st_ctime_ns, ino=0 if is_dir else st.st_ino,
+                    link=os.readlink(child.path) if stat.S_ISLNK(st.st_mode) else None,
+                    xattrs=_xattrs(child.path) if is_dir else (),
+                )
+                if is_dir:
+                    stack.append((path, child.path))
+    return out
+
+
+def _vfs_diff(root: Path, before: dict[str, _Meta], after: dict[str, _Meta]) -> list[LayerEntry]:
+    out: list[LayerEntry] = []
+    for path, meta in after.items():
+        if before.get(path) != meta:
+            out.append(_entry(path, root / path))
+    for path, old in before.items():
+        if path in after:
+            continue
+        parent = path.rpartition("/")[0]
+        if parent:
+            new_parent, old_parent = after.get(parent), before.get(parent)
+            if new_parent is None or not stat.S_ISDIR(new_parent.mode):
+                continue  # the parent went too, or became a non-directory
+            if old_parent is not None and not stat.S_ISDIR(old_parent.mode):
+                continue
+        out.append(_entry(_whiteout_path(path), None))
+    return out

@@ -1,0 +1,170 @@
+"""Workspaces on both drivers: changes() as layer entries, commit, round trips."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from builder.image.layer import write_layer
+from builder.image.layout import Layout
+from builder.rootfs.extract import extract_layer
+from builder.rootfs.workspace import Workspace, detect_driver, layer_cache_dir
+
+from .tarbuild import E, diff_id, gz, make_tar
+
+TGZ = "application/vnd.oci.image.layer.v1.tar+gzip"
+DRIVERS = ["overlay", "vfs"]
+
+BASE = [
+    E("etc", "dir", mode=0o755), E("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n"),
+    E("keep", "dir", mode=0o755), E("keep/a", data=b"a"), E("keep/b", data=b"b"),
+    E("mod", "dir", mode=0o755), E("mod/f", data=b"old"),
+    E("del", "dir", mode=0o755), E("del/x"), E("del/sub", "dir"), E("del/sub/y"),
+    E("dir2file", "dir", mode=0o755), E("dir2file/c"),
+    E("file2dir", data=b"f"), E("recreate", data=b"1"), E("perm", mode=0o644),
+    E("own"), E("opq", "dir", mode=0o755), E("opq/old1"), E("opq/old2"),
+    E("link", "symlink", link="keep/a"),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SimpleNamespace:
+    root = tmp_path / "store"
+    return SimpleNamespace(root=root, layout=Layout(root / "blobs"))
+
+
+def put_layer(store: SimpleNamespace, entries: list[E]) -> tuple[str, str, str]:
+    raw = make_tar(entries)
+    digest, _ = store.layout.put_blob(gz(raw))
+    return digest, diff_id(raw), TGZ
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest, store: SimpleNamespace) -> str:
+    if request.param == "overlay" and detect_driver(store.root) != "overlay":
+        pytest.skip("overlay cannot be mounted here")
+    return str(request.param)
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """A comparable listing: type, mode, owner, content or link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                body: object = Path(path).read_bytes()
+            elif stat.S_ISLNK(st.st_mode):
+                body = os.readlink(path)
+            else:
+                body = None
+            out[os.path.relpath(path, root)] = (st.st_mode, st.st_uid, st.st_gid, body)
+    return out
+
+
+def mutate(root: Path) -> None:
+    (root / "new.txt").write_text("new")
+    os.link(root / "new.txt", root / "new-hardlink")
+    (root / "newdir/sub").mkdir(parents=True)
+    (root / "newdir/sub/file").write_text("deep")
+    (root / "mod/f").write_text("new content")
+    shutil.rmtree(root / "del")
+    (root / "keep/a").unlink()
+    shutil.rmtree(root / "dir2file")
+    (root / "dir2file").write_text("now a file")
+    (root / "file2dir").unlink()
+    (root / "file2dir").mkdir()
+    (root / "file2dir/in").write_text("in")
+    (root / "recreate").unlink()
+    (root / "recreate").write_text("2")
+    os.chmod(root / "perm", 0o4711)
+    os.chown(root / "own", 1000, 1000)
+    shutil.rmtree(root / "opq")
+    (root / "opq").mkdir()
+    (root / "opq/new").write_text("n")
+    os.unlink(root / "link")
+    os.symlink("/etc/passwd", root / "link")
+    os.symlink("new.txt", root / "newlink")
+
+
+def test_changes_and_round_trip(store, driver, tmp_path) -> None:
+    base = put_layer(store, BASE)
+    with Workspace.create(store, [base], driver=driver) as ws:
+        assert ws.driver == driver
+        assert ws.changes() == []
+        mutate(ws.root)
+        entries = ws.changes()
+        paths = [e.path for e in entries]
+        assert paths == sorted(paths)
+        must = {"new.txt", "new-hardlink", "newdir", "newdir/sub", "newdir/sub/file",
+                "mod/f", ".wh.del", "keep/.wh.a", "dir2file", "file2dir", "file2dir/in",
+                "recreate", "perm", "own", "opq", "opq/new", "link", "newlink"}
+        assert must <= set(paths)
+        assert not any(p.startswith(("del/", "dir2file/", "etc")) for p in paths), paths
+        assert "keep/b" not in paths
+        if driver == "overlay":
+            assert "opq/.wh..wh..opq" in paths
+        else:
+            assert {"opq/.wh.old1", "opq/.wh.old2"} <= set(paths)
+        for e in entries:
+            assert (e.source is None) == os.path.basename(e.path).startswith(".wh.")
+        # the layer applied on top of the base reproduces the workspace exactly
+        result = write_layer(entries, store.layout, compression="gzip")
+        check = tmp_path / "check"
+        check.mkdir()
+        for digest, did, media in (base, (result.digest, result.diff_id, result.media_type)):
+            with store.layout.open_blob(digest) as blob:
+                extract_layer(blob, media, check, layer_digest=digest, diff_id=did,
+                              whiteouts="apply")
+        assert tree(check) == tree(ws.root)
+        assert os.lstat(check / "new.txt").st_ino == os.lstat(check / "new-hardlink").st_ino
+
+
+def test_commit_starts_a_new_diff(store, driver) -> None:
+    with Workspace.create(store, [], driver=driver) as ws:
+        (ws.root / "one").write_text("1")
+        assert [e.path for e in ws.changes()] == ["one"]
+        first = write_layer(ws.changes(), store.layout)
+        ws.commit(first.diff_id)
+        assert ws.changes() == []
+        (ws.root / "one").unlink()
+        (ws.root / "two").write_text("2")
+        assert [e.path for e in ws.changes()] == [".wh.one", "two"]
+        if driver == "overlay":
+            assert (layer_cache_dir(store.root, first.diff_id) / "one").read_text() == "1"
+    assert not (Path(store.root) / "workspaces" / ws.base.name).exists()
+
+
+def test_scratch_and_untouched_dirs(store, driver) -> None:
+    base = put_layer(store, BASE)
+    with Workspace.create(store, [base], driver=driver) as ws:
+        etc = ws.root / "etc"
+        before = os.stat(etc)
+        (etc / "hosts").write_text("x")  # a mount point made and removed, mtime restored
+        (etc / "hosts").unlink()
+        os.utime(etc, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert ws.changes() == []
+
+
+def test_layer_cache_is_shared(store) -> None:
+    if detect_driver(store.root) != "overlay":
+        pytest.skip("overlay cannot be mounted here")
+    base = put_layer(store, BASE)
+    with Workspace.create(store, [base]) as one, Workspace.create(store, [base]) as two:
+        (one.root / "only-in-one").write_text("x")
+        assert not (two.root / "only-in-one").exists()
+        assert one.lowers == two.lowers
+    assert (layer_cache_dir(store.root, base[1]) / "keep/a").exists()
+
+
+def test_close_is_idempotent(store, driver) -> None:
+    ws = Workspace.create(store, [], driver=driver)
+    ws.close()
+    ws.close()
+    assert not ws.base.exists()

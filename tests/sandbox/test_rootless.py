@@ -1,0 +1,60 @@
+"""Rootless: the sandbox run by an ordinary user, root mapped to that user."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, make_busybox
+
+pytestmark = pytest.mark.sandbox
+USER = "pbrootless"
+PYTHON = "/usr/bin/python3"  # readable by every user, unlike a per-user interpreter
+CODE = """
+import sys
+from pathlib import Path
+from builder.executor.sandbox import RunSpec, run_in_sandbox
+script = "id -u; hostname; cat /proc/self/uid_map; ls /sys/class/net; touch /made; exit 4"
+sys.exit(run_in_sandbox(Path(sys.argv[1]), RunSpec(argv=["/bin/sh", "-c", script], env=[],
+                                                   network="none", hostname="rl")))
+"""
+
+
+@pytest.fixture
+def rootless_user() -> pwd.struct_passwd:
+    if os.geteuid() != 0 or not shutil.which("useradd") or not Path(PYTHON).exists():
+        pytest.skip("needs root (to create the user), useradd and a system python3")
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh", USER], check=True)
+        return pwd.getpwnam(USER)
+
+
+def test_rootless_sandbox(rootless_user) -> None:
+    base = Path(tempfile.mkdtemp(prefix="pybuild-rootless-"))
+    try:
+        os.chmod(base, 0o755)
+        root = make_busybox(base / "root")
+        subprocess.run(["chown", "-R", f"{USER}:", base], check=True)
+        proc = subprocess.run(
+            ["runuser", "-u", USER, "--", "env", f"PYTHONPATH={REPO}", PYTHON, "-c", CODE,
+             str(root)], capture_output=True, text=True, cwd=base, timeout=60)
+        assert proc.returncode == 4, proc.stderr
+        out = proc.stdout.split()
+        assert out[:2] == ["0", "rl"]
+        assert out[2:5] == ["0", str(rootless_user.pw_uid), "1"]  # root is the invoking user
+        subuid = [line.split(":")[1:] for line in Path("/etc/subuid").read_text().split()
+                  if line.startswith(USER + ":")]
+        assert out[5:-1] == (["1", *subuid[0]] if subuid else [])  # newuidmap's range
+        assert out[-1] == "lo"
+        assert os.stat(root / "made").st_uid == rootless_user.pw_uid
+        assert not (root / "proc").exists() and not (root / "etc/hosts").exists()
+    finally:
+        shutil.rmtree(base)
