@@ -1,0 +1,713 @@
+"""Pull from and push to registries speaking the OCI distribution API (Docker Registry v2).
+
+``RegistryClient`` is one registry's endpoints (manifests, blobs, uploads,
+mounts) over a ``Transport`` with an ``Authenticator``. ``fetch_image`` and
+``send_image`` move one image between a ``Layout`` and a repository, with
+retries and parallel blobs; ``pull_image`` / ``push_image`` / ``inspect_remote``
+add the store, registries.conf and credentials on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform as host_platform
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, TypeVar
+from urllib.parse import urljoin
+
+from builder.errors import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageError,
+    PybuildError,
+    RegistryError,
+    RegistryNotFound,
+    RegistryTransportError,
+    UsageError,
+)
+from builder.image.spec import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MEDIA_DOCKER_CONFIG,
+    MEDIA_DOCKER_LAYER,
+    MEDIA_DOCKER_LAYER_GZIP,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_DOCKER_MANIFEST_LIST,
+    MEDIA_OCI_CONFIG,
+    MEDIA_OCI_INDEX,
+    MEDIA_OCI_LAYER,
+    MEDIA_OCI_LAYER_GZIP,
+    MEDIA_OCI_MANIFEST,
+)
+from builder.registry.auth import Authenticator
+from builder.registry.blobinfo import BlobInfo
+from builder.registry.credentials import Credentials, find_credentials, parse_creds
+from builder.registry.progress import Progress, make_progress
+from builder.registry.reference import Reference, api_host, parse_reference
+from builder.registry.transport import (
+    BlobReader,
+    CertificateError,
+    Transport,
+    tls_config,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+    from builder.image.layout import Layout
+
+__all__ = [
+    "RegistryClient",
+    "RegistryOptions",
+    "convert_manifest",
+    "fetch_image",
+    "in_context",
+    "inspect_remote",
+    "pull_image",
+    "push_image",
+    "send_image",
+]
+
+ACCEPT_MANIFEST = ", ".join(
+    [MEDIA_OCI_INDEX, MEDIA_DOCKER_MANIFEST_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST]
+)
+CHUNK_THRESHOLD = 64 << 20  # blobs above this are uploaded in chunks
+CHUNK_SIZE = 32 << 20
+PARALLEL_BLOBS = 6
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    tls_verify: bool | None = None
+    cert_dir: Path | None = None
+    authfile: Path | None = None
+    creds: str | None = None
+    registries_conf: Path | None = None
+    retry: int = 3
+    retry_delay: float = 1.0
+    platform: str | None = None
+    format: str | None = None
+
+
+class RegistryClient:
+    """The v2 API of one registry; safe to share between threads."""
+
+    def __init__(
+        self,
+        registry: str,
+        options: RegistryOptions = RegistryOptions(),
+        *,
+        repository: str | None = None,
+        insecure: bool = False,
+        transport: Transport | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options
+        self.tls = tls_config(
+            registry, tls_verify=options.tls_verify, cert_dir=options.cert_dir, insecure=insecure
+        )
+        self.transport = transport or Transport()
+        if credentials is None:
+            if options.creds:
+                credentials = parse_creds(options.creds)
+            else:
+                credentials = find_credentials(registry, repository, authfile=options.authfile)
+        self.auth = Authenticator(registry, credentials, self.transport, self.tls)
+        self._base: str | None = None
+        self._base_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def base_url(self) -> str:
+        """``scheme://host``, found by pinging ``/v2/`` (HTTPS, then HTTP where allowed)."""
+        with self._base_lock:
+            if self._base is None:
+                self._base = self._ping()
+            return self._base
+
+    def _ping(self) -> str:
+        host = api_host(self.registry)
+        for scheme in ("https", "http"):
+            try:
+                response = self.transport.send("GET", f"{scheme}://{host}/v2/", tls=self.tls)
+            except CertificateError:
+                raise
+            except RegistryTransportError:
+                if scheme == "https" and self.tls.allow_http:
+                    continue
+                raise
+            response.close()
+            if response.status_code in (200, 401):
+                return f"{scheme}://{host}"
+            if scheme == "https" and self.tls.allow_http and response.status_code == 400:
+                continue
+            raise self._status_error(response)
+        raise RegistryTransportError(f"connecting to {self.registry}: no answer", registry=host)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str,
+        ok: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send with authentication, answering one 401 challenge; raise unless status in ``ok``."""
+        url = urljoin(self.base_url() + "/", path)
+        flow = self.auth.flow(scope)
+        auth_headers = next(flow)
+        while True:
+            response = self.transport.send(
+                method, url, tls=self.tls, headers={**(headers or {}), **auth_headers}, **kwargs
+            )
+            try:
+                auth_headers = flow.send(response)
+            except StopIteration:
+                break
+            response.close()
+            body = kwargs.get("data")
+            if hasattr(body, "seek"):
+                body.seek(0)
+        if response.status_code not in ok:
+            response.close()
+            raise self._status_error(response)
+        return response
+
+    def _status_error(self, response: requests.Response) -> RegistryError:
+        status = response.status_code
+        if status == 401:
+            return AuthenticationError(
+                f"authentication required (HTTP {status})", registry=self.registry, status=status,
+                hint="log in with: pybuild login " + self.registry,
+            )
+        if status == 403:
+            return AuthenticationError(
+                f"access denied (HTTP {status})", registry=self.registry, status=status
+            )
+        detail = _error_detail(response)
+        cls = RegistryNotFound if status == 404 else RegistryError
+        return cls(f"{detail} (HTTP {status})", registry=self.registry, status=status)
+
+    # -- endpoints ----------------------------------------------------------------
+
+    def get_manifest(self, repository: str, target: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index, by tag or digest."""
+        response = self.request(
+            "GET", f"/v2/{repository}/manifests/{target}", scope=_pull(repository),
+            headers={"Accept": ACCEPT_MANIFEST},
+        )
+        data = response.content
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if target.startswith("sha256:") and digest != target:
+            raise DigestMismatch(f"fetching manifest {target}: the registry sent {digest}")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            media_type = json.loads(data).get("mediaType") or media_type
+        except ValueError as exc:
+            raise ImageError(f"reading manifest {target}: not JSON") from exc
+        return data, media_type, digest
+
+    def list_tags(self, repository: str) -> list[str]:
+        response = self.request("GET", f"/v2/{repository}/tags/list", scope=_pull(repository))
+        tags = response.json().get("tags") or []
+        return [str(t) for t in tags]
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository)
+        )
+        data = response.content
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise DigestMismatch(f"fetching blob {digest}: content does not match its digest")
+        return data
+
+    def fetch_blob(
+        self, repository: str, digest: str, layout: Layout, on_read: Callable[[int], None]
+    ) -> None:
+        """Stream a blob into ``layout``; nothing is stored unless the digest matches."""
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository), stream=True
+        )
+        with BlobReader(response, self.registry, on_read) as reader:
+            layout.put_blob(reader, expected=digest)  # type: ignore[arg-type]
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        response = self.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", scope=_push(repository), ok=(200, 404)
+        )
+        return response.status_code == 200
+
+    def start_upload(self, repository: str, mount: tuple[str, str] | None = None) -> str | None:
+        """Open an upload session (its URL), or None when ``mount=(digest, from)`` succeeded."""
+        scope = _push(repository)
+        params = None
+        if mount is not None:
+            params = {"mount": mount[0], "from": mount[1]}
+            scope += " " + _pull(mount[1])
+        response = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(201, 202),
+            params=params, headers={"Content-Length": "0"},
+        )
+        response.close()
+        if response.status_code == 201:
+            return None
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(
+                "starting upload: the registry sent no Location", registry=self.registry
+            )
+        return urljoin(self.base_url() + "/", location)
+
+    def upload_blob(
+        self, repository: str, digest: str, size: int, opener: Callable[[], BinaryIO],
+        on_read: Callable[[int], None], location: str | None = None,
+    ) -> None:
+        """Upload a blob: one PUT when small, PATCH chunks then PUT when large."""
+        scope = _push(repository)
+        location = location or self.start_upload(repository)
+        assert location is not None
+        with opener() as source:
+            if size > CHUNK_THRESHOLD:
+                offset = 0
+                while chunk := source.read(CHUNK_SIZE):
+                    response = self.request(
+                        "PATCH", location, scope=scope, ok=(202,), data=chunk,
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                            "Content-Length": str(len(chunk)),
+                        },
+                    )
+                    response.close()
+                    offset += len(chunk)
+                    on_read(len(chunk))
+                    location = urljoin(location, response.headers.get("Location", location))
+                body: bytes | _CountingReader = b""
+            else:
+                body = _CountingReader(source, size, on_read)
+            response = self.request(
+                "PUT", _with_query(location, "digest", digest), scope=scope, ok=(201,),
+                data=body, headers={"Content-Type": "application/octet-stream"},
+            )
+            response.close()
+
+    def put_manifest(self, repository: str, target: str, data: bytes, media_type: str) -> str:
+        response = self.request(
+            "PUT", f"/v2/{repository}/manifests/{target}", scope=_push(repository), ok=(201, 200),
+            data=data, headers={"Content-Type": media_type},
+        )
+        response.close()
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def login(self) -> None:
+        """Check the credentials against the registry's ``/v2/`` endpoint."""
+        self.request("GET", "/v2/", scope="")
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class _CountingReader:
+    """A file wrapper for request bodies that reports bytes read."""
+
+    def __init__(self, source: BinaryIO, size: int, on_read: Callable[[int], None]) -> None:
+        self._source = source
+        self._size = size
+        self._on_read = on_read
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._on_read(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._source.seek(offset, whence)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+
+def _pull(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def _push(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+def _with_query(url: str, key: str, value: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{key}={value}"
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        code = str(first.get("code", "")).lower().replace("_", " ")
+        message = str(first.get("message", ""))
+        return f"{code}: {message}" if message and message != code else code or message
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return response.reason.lower() if response.reason else "request failed"
+
+
+def _retryable(exc: PybuildError, *, digests: bool) -> bool:
+    if isinstance(exc, CertificateError):
+        return False
+    if isinstance(exc, RegistryTransportError):
+        return True
+    if isinstance(exc, RegistryError) and exc.status is not None:
+        return exc.status >= 500 or exc.status == 429
+    return digests and isinstance(exc, DigestMismatch)
+
+
+def retrying(
+    options: RegistryOptions, action: Callable[[], T], *, digests: bool = False
+) -> T:
+    """Run ``action``, again after 5xx answers and dropped connections, with backoff."""
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except PybuildError as exc:
+            if attempt >= options.retry or not _retryable(exc, digests=digests):
+                raise
+        time.sleep(options.retry_delay * (2 ** attempt))
+        attempt += 1
+
+
+def in_context(prefix: str, exc: PybuildError) -> PybuildError:
+    """The same error with ``prefix: `` in front of its message."""
+    message = f"{prefix}: {exc.message}"
+    new: PybuildError
+    if isinstance(exc, RegistryError):
+        new = type(exc)(message, registry=exc.registry, status=exc.status, hint=exc.hint)
+    else:
+        try:
+            new = type(exc)(message, hint=exc.hint)
+        except TypeError:
+            return exc
+    return new
+
+
+# -- platforms ---------------------------------------------------------------------
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
+         "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def host_platform_triple() -> tuple[str, str, str | None]:
+    machine = host_platform.machine()
+    variant = {"armv7l": "v7", "armv6l": "v6", "aarch64": "v8"}.get(machine)
+    return "linux", _ARCH.get(machine, machine), variant
+
+
+def parse_platform(text: str | None) -> tuple[str, str, str | None]:
+    if not text:
+        return host_platform_triple()
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"parsing platform {text!r}: want OS/ARCH[/VARIANT]")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def choose_manifest(index: dict[str, Any], wanted: tuple[str, str, str | None]) -> dict[str, Any]:
+    """The index entry for ``wanted`` (os, arch, variant); a variant breaks ties only."""
+    os_name, arch, variant = wanted
+    matches = [
+        m for m in index.get("manifests") or []
+        if (m.get("platform") or {}).get("os") == os_name
+        and (m.get("platform") or {}).get("architecture") == arch
+    ]
+    exact = [m for m in matches if (m.get("platform") or {}).get("variant") == variant]
+    if exact or matches:
+        return (exact or matches)[0]
+    available = sorted(
+        "/".join(filter(None, [p.get("os"), p.get("architecture"), p.get("variant")]))
+        for p in (m.get("platform") or {} for m in index.get("manifests") or [])
+    )
+    raise ImageError(
+        f"choosing a manifest for {os_name}/{arch}: not in the index "
+        f"(it has {', '.join(available) or 'no platforms'})"
+    )
+
+
+# -- moving images ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    manifest: bytes
+    digest: str
+    media_type: str
+    config: bytes
+
+
+def fetch_image(
+    client: RegistryClient, ref: Reference, layout: Layout, *,
+    progress: Progress | None = None, blob_info: BlobInfo | None = None,
+) -> FetchResult:
+    """Copy ``ref``'s manifest, config and layers into ``layout``, skipping stored blobs."""
+    options = client.options
+    repo = ref.repository
+    data, media_type, digest = retrying(options, lambda: client.get_manifest(repo, ref.target))
+    if media_type in INDEX_TYPES:
+        entry = choose_manifest(json.loads(data), parse_platform(options.platform))
+        data, media_type, digest = retrying(
+            options, lambda: client.get_manifest(repo, entry["digest"])
+        )
+    if media_type not in MANIFEST_TYPES:
+        raise ImageError(f"reading manifest {digest}: unsupported media type {media_type!r}")
+    manifest = json.loads(data)
+    config_digest = manifest["config"]["digest"]
+    config = retrying(options, lambda: client.get_blob(repo, config_digest), digests=True)
+    layout.put_blob(config, expected=config_digest)
+    progress = progress or make_progress("Copying", quiet=True)
+
+    def fetch(layer: dict[str, Any]) -> None:
+        layer_digest = str(layer["digest"])
+        if not layout.has_blob(layer_digest):
+            advance = progress.add(layer_digest, int(layer.get("size", 0)))
+            retrying(
+                options,
+                lambda: client.fetch_blob(repo, layer_digest, layout, advance),
+                digests=True,
+            )
+            progress.done(layer_digest)
+        if blob_info is not None:
+            blob_info.record(client.registry, repo, layer_digest)
+
+    _parallel(fetch, manifest.get("layers") or [])
+    layout.put_blob(data, expected=digest)
+    return FetchResult(data, digest, media_type, config)
+
+
+def send_image(
+    client: RegistryClient, ref: Reference, layout: Layout, manifest: bytes, *,
+    blob_info: BlobInfo | None = None, report: Callable[[str], None] = lambda line: None,
+    progress: Progress | None = None,
+) -> str:
+    """Upload the blobs ``manifest`` names from ``layout``, then the manifest; its digest."""
+    options = client.options
+    repo = ref.repository
+    parsed = json.loads(manifest)
+    blobs = [*(parsed.get("layers") or []), parsed["config"]]
+    progress = progress or make_progress("Copying", quiet=True)
+    report("Getting image source signatures")
+
+    def send(blob: dict[str, Any]) -> None:
+        digest = str(blob["digest"])
+        kind = "config" if blob is parsed["config"] else "blob"
+        if retrying(options, lambda: client.has_blob(repo, digest)):
+            report(f"Copying {kind} {digest} skipped: already exists")
+            return
+        for source in (blob_info.repositories(client.registry, digest) if blob_info else []):
+            if source != repo and retrying(
+                options, lambda: client.start_upload(repo, (digest, source))
+            ) is None:
+                report(f"Copying {kind} {digest} mounted from {source}")
+                return
+        report(f"Copying {kind} {digest}")
+        advance = progress.add(digest, int(blob["size"]))
+        retrying(options, lambda: client.upload_blob(
+            repo, digest, int(blob["size"]), lambda: layout.open_blob(digest), advance,
+        ))
+        progress.done(digest)
+        if blob_info is not None:
+            blob_info.record(client.registry, repo, digest)
+
+    _parallel(send, blobs)
+    report("Writing manifest to image destination")
+    media_type = parsed.get("mediaType") or MEDIA_OCI_MANIFEST
+    digest = retrying(
+        options, lambda: client.put_manifest(repo, ref.target, manifest, media_type)
+    )
+    report("Storing signatures")
+    return digest
+
+
+def _parallel(action: Callable[[dict[str, Any]], None], items: list[dict[str, Any]]) -> None:
+    if len(items) <= 1:
+        for item in items:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_BLOBS, len(items))) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
+
+
+_TO_DOCKER = {
+    MEDIA_OCI_MANIFEST: MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_CONFIG: MEDIA_DOCKER_CONFIG,
+    MEDIA_OCI_LAYER_GZIP: MEDIA_DOCKER_LAYER_GZIP,
+    MEDIA_OCI_LAYER: MEDIA_DOCKER_LAYER,
+}
+_TO_OCI = {v: k for k, v in _TO_DOCKER.items()}
+
+
+def convert_manifest(manifest: bytes, format: str | None) -> bytes:
+    """``manifest`` with media types for ``format`` ("oci" or "docker"; None keeps it)."""
+    if format is None:
+        return manifest
+    if format not in ("oci", "docker"):
+        raise UsageError(f"converting manifest: unknown format {format!r} (want oci or docker)")
+    table = _TO_DOCKER if format == "docker" else _TO_OCI
+    parsed = json.loads(manifest)
+    target = MEDIA_DOCKER_MANIFEST if format == "docker" else MEDIA_OCI_MANIFEST
+    if parsed.get("mediaType", MEDIA_OCI_MANIFEST) == target:
+        return manifest
+    for descriptor in [parsed["config"], *(parsed.get("layers") or [])]:
+        media_type = descriptor.get("mediaType", "")
+        if media_type not in table and media_type not in table.values():
+            raise ImageError(
+                f"converting manifest to {format}: cannot express layer type {media_type!r}",
+                hint="docker manifests need gzip or uncompressed layers" if format == "docker"
+                else None,
+            )
+        descriptor["mediaType"] = table.get(media_type, media_type)
+    parsed["mediaType"] = target
+    return json.dumps(parsed, separators=(",", ":")).encode()
+
+
+# -- the public entry points -------------------------------------------------------------
+
+
+def _resolve(ref: str, options: RegistryOptions) -> list[tuple[Reference, Reference, bool]]:
+    """(name to store, reference to fetch, insecure) candidates for ``ref``, in order."""
+    from builder.registry.config import load_registries_conf
+
+    conf = load_registries_conf(options.registries_conf)
+    candidates = []
+    for name in conf.resolve_short_name(ref):
+        for endpoint in conf.endpoints(name):
+            candidates.append((name, endpoint.reference, endpoint.insecure))
+    return candidates
+
+
+def pull_image(store: Any, ref: str, options: RegistryOptions = RegistryOptions(), *,
+               quiet: bool = False) -> Any:
+    """Pull ``ref`` into ``store``; the stored image (named ``host/repo:tag``).
+
+    Candidates (mirrors, then the registry; for short names each search
+    registry) are tried in order; the first that has the image wins.
+    """
+    candidates = _resolve(ref, options)
+    transport = Transport()
+    progress = make_progress("Copying", quiet=quiet)
+    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
+    errors: list[PybuildError] = []
+    try:
+        with store.pin():
+            for name, source, insecure in candidates:
+                client = RegistryClient(
+                    source.registry, options, repository=source.repository,
+                    insecure=insecure, transport=transport,
+                )
+                try:
+                    result = fetch_image(
+                        client, source, store.layout, progress=progress, blob_info=blob_info
+                    )
+                except (RegistryNotFound, RegistryTransportError, AuthenticationError) as exc:
+                    if len(candidates) == 1:
+                        raise in_context(f"pulling {source}", exc) from exc
+                    errors.append(in_context(f"pulling {source}", exc))
+                    continue
+                except PybuildError as exc:
+                    raise in_context(f"pulling {source}", exc) from exc
+                stored = f"{name.name}@{name.digest}" if name.digest else str(name)
+                record = store.put_manifest(result.manifest, [stored])
+                blob_info.save()
+                return record
+    finally:
+        progress.close()
+        transport.close()
+    raise RegistryError(
+        f"pulling {ref}: no candidate worked: " + "; ".join(e.message for e in errors),
+        registry=errors[-1].registry if isinstance(errors[-1], RegistryError) else None,
+    )
+
+
+def push_image(store: Any, image: str, dest: str, options: RegistryOptions = RegistryOptions(),
+               *, digestfile: Path | None = None,
+               report: Callable[[str], None] | None = None) -> str:
+    """Push local ``image`` to ``dest`` (``[docker://]host/repo[:tag]``); the manifest digest."""
+    from builder.registry.config import load_registries_conf
+
+    record = store.lookup(image)
+    ref = parse_reference(dest)
+    conf = load_registries_conf(options.registries_conf)
+    conf.check_blocked(ref)
+    manifest = store.layout.read_blob(record.manifest_digest)
+    manifest = convert_manifest(manifest, options.format)
+    client = RegistryClient(
+        ref.registry, options, repository=ref.repository, insecure=conf.is_insecure(ref.registry)
+    )
+    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
+    progress = make_progress("Copying", quiet=report is None)
+    try:
+        digest = send_image(
+            client, ref, store.layout, manifest, blob_info=blob_info,
+            report=report or (lambda line: None), progress=progress,
+        )
+    except PybuildError as exc:
+        raise in_context(f"pushing to {ref}", exc) from exc
+    finally:
+        progress.close()
+        client.close()
+        blob_info.save()
+    if digestfile is not None:
+        digestfile.write_text(digest, encoding="utf-8")
+    return digest
+
+
+def inspect_remote(ref: str, options: RegistryOptions = RegistryOptions(), *,
+                   raw: bool = False) -> dict[str, Any] | bytes:
+    """A remote image's manifest (``raw``) or a skopeo-inspect-like summary."""
+    name, source, insecure = _resolve(ref, options)[0]
+    client = RegistryClient(
+        source.registry, options, repository=source.repository, insecure=insecure
+    )
+    try:
+        data, media_type, digest = retrying(
+            options, lambda: client.get_manifest(source.repository, source.target)
+        )
+        if raw:
+            return data
+        if media_type in INDEX_TYPES:
+            entry = choose_manifest(json.loads(data), parse_platform(options.platform))
+            data, media_type, digest = client.get_manifest(source.repository, entry["digest"])
+        manifest = json.loads(data)
+        config = json.loads(client.get_blob(source.repository, manifest["config"]["digest"]))
+        tags = client.list_tags(source.repository)
+    except PybuildError as exc:
+        raise in_context(f"inspecting {source}", exc) from exc
+    finally:
+        client.close()
+    inner = config.get("config") or {}
+    return {
+        "Name": name.name,
+        "Digest": digest,
+        "RepoTags": tags,
+        "Created": config.get("created"),
+        "Architecture": config.get("architecture"),
+        "Os": config.get("os"),
+        "Variant": config.get("variant"),
+        "Labels": inner.get("Labels"),
+        "Env": inner.get("Env"),
+        "Layers": [layer["digest"] for layer in manifest.get("layers") or []],
+        "MediaType": media_type,
+    }
+
