@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rmi": ("builder.commands.rmi", "remove images"),
     "push": ("builder.commands.push", "push an image to a registry or an archive"),
     "pull": ("builder.commands.pull", "pull an image from a registry or an archive"),
+    "search": ("builder.commands.search", "search a registry's catalog for repositories"),
     "login": ("builder.commands.login", "log in to a registry"),
     "logout": ("builder.commands.login", "log out of a registry"),
     "run": ("builder.commands.run", "run a command in an image's root filesystem"),

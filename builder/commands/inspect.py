@@ -24,19 +24,44 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--type", "-t", choices=["image"], default="image",
                         help="what to inspect (only images)")
     parser.add_argument("--format", "-f", default=None, help="Go template or dotted path")
-    parser.add_argument("image", help="image name, ID, or oci:/oci-archive:/docker-archive: ref")
+    parser.add_argument("--raw", action="store_true",
+                        help="with docker://REF: print the manifest as the registry sends it")
+    parser.add_argument("image", help="image name, ID, or oci:/oci-archive:/docker-archive:/docker:// ref")
+    from builder.registry.flags import add_registry_flags
+
+    add_registry_flags(parser)
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.store import Store
-    from builder.transports import read_image
+    from builder.transports import parse_transport, read_image
 
+    if parse_transport(args.image)[0] == "docker":
+        return _inspect_remote(args)
     record = read_image(Store(options.root), args.image)
     data = inspect_data(record)
     if args.format is None:
         print(json.dumps(data, indent=4))
     else:
         print(render(args.format, data))
+    return 0
+
+
+def _inspect_remote(args: argparse.Namespace) -> int:
+    """Like ``skopeo inspect``: read a registry image without pulling it."""
+    import sys
+
+    from builder.registry.client import inspect_remote
+    from builder.registry.flags import registry_options
+
+    result = inspect_remote(args.image, registry_options(args), raw=args.raw)
+    if isinstance(result, bytes):
+        sys.stdout.buffer.write(result)
+        sys.stdout.flush()
+    elif args.format is None:
+        print(json.dumps(result, indent=4))
+    else:
+        print(render(args.format, result))
     return 0
 
 

@@ -222,6 +222,16 @@ class RegistryClient:
         tags = response.json().get("tags") or []
         return [str(t) for t in tags]
 
+    def catalog(self, limit: int = 1000) -> list[str]:
+        """Repository names from ``/v2/_catalog``, following ``Link`` pagination."""
+        names: list[str] = []
+        path: str | None = f"/v2/_catalog?n={limit}"
+        while path:
+            response = self.request("GET", path, scope="registry:catalog:*")
+            names.extend(str(n) for n in response.json().get("repositories") or [])
+            path = response.links.get("next", {}).get("url")
+        return names
+
     def get_blob(self, repository: str, digest: str) -> bytes:
         response = self.request(
             "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository)
@@ -671,6 +681,26 @@ def push_image(store: Any, image: str, dest: str, options: RegistryOptions = Reg
     if digestfile is not None:
         digestfile.write_text(digest, encoding="utf-8")
     return digest
+
+
+def search_registry(
+    registry: str, term: str, options: RegistryOptions = RegistryOptions()
+) -> list[str]:
+    """``registry/name`` for each repository of the catalog whose name contains ``term``."""
+    from builder.registry.config import load_registries_conf
+
+    conf = load_registries_conf(options.registries_conf)
+    entry = conf.find(registry)
+    if entry and entry.blocked:
+        raise RegistryError(f"registry {registry} is blocked in registries.conf", registry=registry)
+    client = RegistryClient(registry, options, insecure=conf.is_insecure(registry))
+    try:
+        names = client.catalog()
+    except PybuildError as exc:
+        raise in_context(f"searching {registry}", exc) from exc
+    finally:
+        client.close()
+    return [f"{registry}/{name}" for name in sorted(names) if term in name]
 
 
 def inspect_remote(ref: str, options: RegistryOptions = RegistryOptions(), *,
