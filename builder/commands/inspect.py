@@ -118,6 +118,8 @@ def _action(expr: str, data: Any) -> str:
             value = args[0]
             for key in args[1:]:
                 value = value.get(key) if isinstance(value, dict) else None
+        elif func == "len" and args:
+            value = len(args[0]) if args[0] is not None else 0
         elif func in ("upper", "lower") and args:
             value = getattr(str(args[0]), func)()
         else:

@@ -55,6 +55,7 @@ def test_inspect_missing_image(pybuild) -> None:
 @pytest.mark.parametrize("template, expected", [
     ("{{.A}}", "x"),
     ("{{.L}} {{len}}", None),
+    ("{{len .L}} {{.L | len}}", "2 2"),
     ("{{json .M}}", '{"k": "v"}'),
     ("{{.M | json}}", '{"k": "v"}'),
     ("{{index .M \"k\"}}!", "v!"),
