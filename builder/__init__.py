@@ -1,1 +1,40 @@
-"""pybuild: build OCI container images from Containerfiles, without a daemon."""
+"""pybuild: build OCI container images from Containerfiles, without a daemon.
+
+The Python API (``builder.api``) is re-exported here and imported on first
+use, so ``import builder`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from builder.api import (
+        BuildRequest,
+        CommitOptions,
+        ConfigChanges,
+        CopyOptions,
+        FromOptions,
+        RunOptions,
+        Session,
+        WorkingContainer,
+    )
+
+__all__ = [
+    "BuildRequest",
+    "CommitOptions",
+    "ConfigChanges",
+    "CopyOptions",
+    "FromOptions",
+    "RunOptions",
+    "Session",
+    "WorkingContainer",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from builder import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'builder' has no attribute {name!r}")

@@ -21,8 +21,8 @@ _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("--type", "-t", choices=["image"], default="image",
-                        help="what to inspect (only images)")
+    parser.add_argument("--type", "-t", choices=["image", "container"], default="image",
+                        help="what to inspect: an image (default) or a working container")
     parser.add_argument("--format", "-f", default=None, help="Go template or dotted path")
     parser.add_argument("--raw", action="store_true",
                         help="with docker://REF: print the manifest as the registry sends it")
@@ -38,8 +38,12 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
     if parse_transport(args.image)[0] == "docker":
         return _inspect_remote(args)
-    record = read_image(Store(options.root), args.image)
-    data = inspect_data(record)
+    if args.type == "container":
+        from builder.containers import inspect_container
+
+        data = inspect_container(Store(options.root), args.image)
+    else:
+        data = inspect_data(read_image(Store(options.root), args.image))
     if args.format is None:
         print(json.dumps(data, indent=4))
     else:

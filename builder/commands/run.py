@@ -43,7 +43,13 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.rootfs.workspace import Workspace
     from builder.store import Store
 
+    from builder.containers import is_container
+
     store = Store(options.root)
+    if is_container(store, args.image):
+        from builder.commands.ctr import run_in_working_container
+
+        return run_in_working_container(args, options)
     record = store.lookup(args.image)
     config = record.config.config
     argv = list(args.cmd) if args.cmd else list(config.cmd or [])

@@ -167,7 +167,9 @@ class Workspace:
         upper, work = self.base / "upper", self.base / "work"
         for path in (upper, work, self.root):
             path.mkdir(exist_ok=True)
-        lowers = self.lowers or [self._empty_lower()]
+        # A layer may sit in the stack twice (the same COPY in two steps); overlay
+        # refuses a repeated lowerdir, and the upper copy makes the lower one moot.
+        lowers = list(dict.fromkeys(self.lowers)) or [self._empty_lower()]
         data = _overlay_options(lowers, upper, work)
         cwd = None
         if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd

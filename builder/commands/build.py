@@ -1,0 +1,148 @@
+"""``pybuild bud`` / ``pybuild build``: build an image from a Containerfile."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.cli import GlobalOptions
+
+COMPRESSIONS = ("gzip", "zstd", "none")
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    add = parser.add_argument
+    add("context", nargs="?", default=".", help="build context directory (default: .)")
+    add("-f", "--file", help="Containerfile to use; - reads it from stdin")
+    add("-t", "--tag", action="append", default=[], help="name the image (repeatable)")
+    add("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
+        help="set a build argument; KEY alone takes it from the environment")
+    add("--build-arg-file", action="append", default=[], metavar="FILE",
+        help="read KEY=VALUE build arguments from a file")
+    add("--target", help="build up to this stage")
+    add("--format", choices=("oci", "docker"), default=None,
+        help="manifest and config format (default: oci, env BUILDAH_FORMAT)")
+    add("--iidfile", help="write the image ID to this file")
+    add("-q", "--quiet", action="store_true", help="print only the image ID")
+    add("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label")
+    add("--annotation", action="append", default=[], metavar="KEY=VALUE",
+        help="add a manifest annotation")
+    add("--timestamp", type=int, default=None, metavar="SECONDS",
+        help="created time and layer mtimes (env SOURCE_DATE_EPOCH)")
+    add("--compression", choices=COMPRESSIONS, default="gzip", help="layer compression")
+    add("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+        help="platform recorded in the image")
+    add("--isolation", choices=("chroot", "oci"), default=None,
+        help="how RUN is isolated (env BUILDAH_ISOLATION)")
+    add("--network", choices=("private", "none", "host"), default=None,
+        help="network for RUN steps")
+    add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
+        help="a secret RUN --mount=type=secret can use")
+    add("--ignorefile", default=None, help="ignore file to use instead of the context's")
+    add("--layers", action=argparse.BooleanOptionalAction, default=False,
+        help="accepted for compatibility")
+    add("--no-cache", action="store_true", help="accepted for compatibility")
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    from builder.errors import UsageError
+
+    out: dict[str, str] = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not key or not sep:
+            raise UsageError(f"parsing {flag} {raw!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _secrets(values: list[str]) -> dict[str, bytes]:
+    """``id=X,src=FILE`` or ``id=X,env=VAR`` -> {X: contents}."""
+    from builder.errors import UsageError
+
+    out: dict[str, bytes] = {}
+    for raw in values:
+        fields = dict(part.partition("=")[::2] for part in raw.split(","))
+        ident = fields.get("id")
+        if not ident:
+            raise UsageError(f"parsing --secret {raw!r}: no id=")
+        if "src" in fields:
+            try:
+                with open(fields["src"], "rb") as f:
+                    out[ident] = f.read()
+            except OSError as exc:
+                raise UsageError(f"reading secret {ident!r}: {exc.strerror}") from exc
+        elif "env" in fields:
+            if fields["env"] not in os.environ:
+                raise UsageError(f"reading secret {ident!r}: ${fields['env']} is not set")
+            out[ident] = os.environ[fields["env"]].encode()
+        else:
+            raise UsageError(f"parsing --secret {raw!r}: expected src= or env=")
+    return out
+
+
+def _timestamp(value: int | None) -> int | None:
+    from builder.errors import UsageError
+
+    if value is not None:
+        return value
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None or epoch == "":
+        return None
+    if not epoch.isdigit():
+        raise UsageError(f"parsing SOURCE_DATE_EPOCH {epoch!r}: not a number of seconds")
+    return int(epoch)
+
+
+def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from pathlib import Path
+
+    from builder.context import open_context, read_containerfile
+    from builder.errors import UsageError
+    from builder.executor.build import BuildOptions, build
+    from builder.executor.output import Progress
+    from builder.plan.args import parse_build_args, parse_platform
+    from builder.store import Store
+
+    fmt = args.format or os.environ.get("BUILDAH_FORMAT") or "oci"
+    if fmt not in ("oci", "docker"):
+        raise UsageError(f"checking --format: unknown format {fmt!r} (expected oci or docker)")
+    if fmt == "docker" and args.compression == "zstd":
+        raise UsageError("checking --compression: zstd layers need --format oci")
+    isolation = args.isolation or os.environ.get("BUILDAH_ISOLATION") or None
+    if isolation not in (None, "chroot", "oci"):
+        raise UsageError(f"checking --isolation: unknown isolation {isolation!r}")
+    build_args = parse_build_args(args.build_arg, args.build_arg_file)
+    context = open_context(args.context)
+    source = read_containerfile(context, args.file, sys.stdin.buffer)
+    build_options = BuildOptions(
+        context=context,
+        containerfile=source,
+        platform=parse_platform(args.platform),
+        tags=tuple(args.tag),
+        build_args=build_args,
+        target=args.target,
+        format=fmt,
+        labels=_pairs(args.label, "--label"),
+        annotations=_pairs(args.annotation, "--annotation"),
+        timestamp=_timestamp(args.timestamp),
+        compression=args.compression,
+        isolation=isolation,
+        network=args.network,
+        secrets=_secrets(args.secret),
+        driver=options.storage_driver,
+        ignore_file=Path(args.ignorefile).absolute() if args.ignorefile else None,
+    )
+    store = Store(options.root)
+    progress = Progress(quiet=args.quiet)
+    result = build(store, build_options, progress)
+    if args.iidfile:
+        try:
+            Path(args.iidfile).write_text(result.image_id)
+        except OSError as exc:
+            raise UsageError(f"writing --iidfile {args.iidfile!r}: {exc.strerror}") from exc
+    print(result.image_id.removeprefix("sha256:"), flush=True)
+    return 0

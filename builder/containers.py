@@ -1,0 +1,816 @@
+"""Working containers: an image's root file system and config being edited, kept in the store.
+
+A working container is what ``pybuild from`` makes and ``run``, ``copy``,
+``config`` and ``commit`` act on, each in its own process. Its state is JSON
+in ``ROOT/containers/<id>/state.json``; its files live next to it:
+
+* ``overlay``: ``upper/`` (every write the container made) and ``work/``,
+  mounted with the shared layer cache as lowers on ``merged/``. A process
+  that needs the root mounts it and unmounts it again, unless ``mount``
+  left it mounted, in which case it stays until ``umount``.
+* ``vfs``: a plain ``root/`` with the base image applied, plus a metadata
+  snapshot of it (``snapshot.pickle``) that ``commit`` compares against.
+
+``commit`` turns everything the container changed since ``from`` into one
+new layer on top of the base image's layers (or one squashed layer), as
+Buildah does. State changes run under the store lock; operations that touch
+the root take the container's own lock so two processes cannot race on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.errors import StoreError, UsageError
+from builder.image.spec import ContainerConfig, History, ImageConfig
+
+if TYPE_CHECKING:
+    from builder.executor.sandbox import MountSpec
+    from builder.registry.client import RegistryOptions
+    from builder.store import ImageRecord, Store
+
+__all__ = [
+    "ConfigChanges",
+    "Container",
+    "ContainerNotFound",
+    "commit_container",
+    "container_root",
+    "copy_into_container",
+    "create_container",
+    "find_container",
+    "inspect_container",
+    "is_container",
+    "list_containers",
+    "mount_container",
+    "parse_volume",
+    "remove_container",
+    "rename_container",
+    "run_container",
+    "unmount_container",
+    "update_config",
+]
+
+SCRATCH = "scratch"
+_STATE = "state.json"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_MOUNT_DATA_MAX = 4000
+
+
+class ContainerNotFound(StoreError):
+    code = "container-not-found"
+
+
+@dataclass
+class Container:
+    """The saved state of one working container."""
+
+    id: str
+    name: str
+    image_id: str  # the base image's ID (config digest); "" for scratch
+    image_name: str  # the base image's first name, or "scratch"
+    layers: list[tuple[str, str, str]]  # base layers (digest, diff_id, media type), bottom first
+    base_descriptors: list[dict[str, Any]]  # their manifest descriptors, as JSON
+    config: ImageConfig
+    driver: str
+    created: str
+    annotations: dict[str, str] = field(default_factory=dict)
+    created_by: str = ""  # history text for the next commit
+    mounted: bool = False  # left mounted by ``mount`` until ``umount``
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "id": self.id, "name": self.name, "image_id": self.image_id,
+            "image_name": self.image_name, "layers": [list(x) for x in self.layers],
+            "base_descriptors": self.base_descriptors,
+            "config": json.loads(self.config.to_json("docker")), "driver": self.driver,
+            "created": self.created, "annotations": self.annotations,
+            "created_by": self.created_by, "mounted": self.mounted,
+        }, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Container:
+        d = json.loads(data)
+        return cls(
+            id=d["id"], name=d["name"], image_id=d["image_id"], image_name=d["image_name"],
+            layers=[tuple(x) for x in d["layers"]],  # type: ignore[misc]
+            base_descriptors=d["base_descriptors"], config=ImageConfig.from_json(d["config"]),
+            driver=d["driver"], created=d["created"], annotations=d.get("annotations") or {},
+            created_by=d.get("created_by") or "", mounted=bool(d.get("mounted")),
+        )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _containers_dir(store: Store) -> Path:
+    return store.root / "containers"
+
+
+def _directory(store: Store, container: Container) -> Path:
+    return _containers_dir(store) / container.id
+
+
+def _save(store: Store, container: Container) -> None:
+    from builder.image.layout import write_atomic
+
+    write_atomic(_directory(store, container) / _STATE, container.to_json(),
+                 tmp_dir=store.tmp_dir())
+
+
+# -- finding containers
+
+
+def list_containers(store: Store) -> list[Container]:
+    """Every working container in the store, oldest first."""
+    base = _containers_dir(store)
+    if not base.is_dir():
+        return []
+    out = []
+    for entry in os.scandir(base):
+        if entry.name.startswith("."):
+            continue  # being removed
+        try:
+            out.append(Container.from_json(Path(entry.path, _STATE).read_bytes()))
+        except (OSError, ValueError, KeyError):
+            continue  # being created or removed by another process
+    return sorted(out, key=lambda c: (c.created, c.name))
+
+
+def find_container(store: Store, ref: str) -> Container:
+    """A container by name, full ID or unique ID prefix."""
+    containers = list_containers(store)
+    for c in containers:
+        if ref in (c.name, c.id):
+            return c
+    matches = [c for c in containers if len(ref) >= 3 and c.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise StoreError(f"looking up container {ref!r}: ambiguous, it matches "
+                         f"{len(matches)} containers")
+    raise ContainerNotFound(f"looking up container {ref!r}: no such working container")
+
+
+def is_container(store: Store, ref: str) -> bool:
+    """Whether ``ref`` names a working container (``run`` uses it to choose)."""
+    try:
+        find_container(store, ref)
+    except StoreError:
+        return False
+    return True
+
+
+def inspect_container(store: Store, ref: str) -> dict[str, Any]:
+    """A Buildah-like description of a working container."""
+    container = find_container(store, ref)
+    config = json.loads(container.config.to_json("docker"))
+    directory = _directory(store, container)
+    root = directory / ("merged" if container.driver == "overlay" else "root")
+    return {
+        "Type": "buildah 0.0.1",
+        "FromImage": container.image_name,
+        "FromImageID": container.image_id.removeprefix("sha256:"),
+        "Container": container.name,
+        "ContainerID": container.id,
+        "Created": container.created,
+        "StorageDriver": container.driver,
+        "MountPoint": str(root) if os.path.ismount(root) or container.driver != "overlay"
+        else "",
+        "Mounted": container.mounted,
+        "Architecture": container.config.architecture,
+        "OS": container.config.os,
+        "Config": config["config"],
+        "OCIv1": config,
+        "ImageAnnotations": container.annotations,
+        "CreatedBy": container.created_by,
+        "Layers": [diff_id for _, diff_id, _ in container.layers],
+    }
+
+
+# -- creating
+
+
+def _default_name(store: Store, image_name: str) -> str:
+    if image_name == SCRATCH:
+        stem = "working-container"
+    else:
+        last = image_name.rpartition("/")[2].partition("@")[0].partition(":")[0]
+        stem = f"{last}-working-container"
+    taken = {c.name for c in list_containers(store)}
+    if stem not in taken:
+        return stem
+    number = 1
+    while f"{stem}-{number}" in taken:
+        number += 1
+    return f"{stem}-{number}"
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UsageError(f"naming container {name!r}: names are letters, digits, '_', '.', '-'")
+
+
+def _resolve_image(store: Store, image: str, pull: str,
+                   options: RegistryOptions | None) -> ImageRecord:
+    from builder.errors import ImageNotFound
+    from builder.transports import import_image, parse_transport
+
+    if pull not in ("missing", "always", "never"):
+        raise UsageError(f"checking --pull: unknown policy {pull!r} (missing, always or never)")
+    transport, rest = parse_transport(image)
+    if transport in ("oci", "oci-archive", "docker-archive"):
+        return import_image(store, image)
+    if pull != "always":
+        try:
+            return store.lookup(rest)
+        except ImageNotFound:
+            if pull == "never":
+                raise
+    from builder.registry.client import RegistryOptions, pull_image
+
+    return pull_image(store, rest, options or RegistryOptions(), quiet=True)
+
+
+def create_container(
+    store: Store, image: str, *, name: str | None = None, pull: str = "missing",
+    driver: str | None = None, registry_options: RegistryOptions | None = None,
+) -> Container:
+    """A new working container from ``image`` (a stored or pullable image, or "scratch")."""
+    from builder.executor.config import DEFAULT_PATH
+    from builder.plan.args import host_platform
+    from builder.rootfs.workspace import detect_driver
+
+    if name is not None:
+        _check_name(name)
+    if image.lower() == SCRATCH:
+        platform = host_platform()
+        config = ImageConfig(architecture=platform.architecture, os=platform.os,
+                             variant=platform.variant or None,
+                             config=ContainerConfig(env=[DEFAULT_PATH]))
+        image_id, image_name, layers, descriptors = "", SCRATCH, [], []
+    else:
+        record = _resolve_image(store, image, pull, registry_options)
+        config = ImageConfig.from_json(record.config.to_json("docker"))
+        image_id = record.id
+        image_name = record.names[0] if record.names else record.id
+        layers = [(d.digest, diff_id, d.media_type)
+                  for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
+        descriptors = [d.to_json() for d in record.manifest.layers]
+    driver = driver or detect_driver(store.root)
+    with store.lock():
+        name = name or _default_name(store, image_name)
+        if any(c.name == name for c in list_containers(store)):
+            raise StoreError(f"creating container {name!r}: the name is already in use",
+                             hint="choose another --name, or rename or rm the other container")
+        container = Container(
+            id=secrets.token_hex(32), name=name, image_id=image_id, image_name=image_name,
+            layers=layers, base_descriptors=descriptors, config=config, driver=driver,
+            created=_now(),
+        )
+        directory = _directory(store, container)
+        directory.mkdir(parents=True)
+        try:
+            _prepare_root(store, container, directory)
+            _save(store, container)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+    return container
+
+
+def _prepare_root(store: Store, container: Container, directory: Path) -> None:
+    """Lay out the container's files: the layer cache (overlay) or a plain copy (vfs)."""
+    if container.driver == "overlay":
+        from builder.rootfs.workspace import cache_layer
+
+        for layer in container.layers:
+            cache_layer(store, *layer)
+        for sub in ("upper", "work", "merged"):
+            (directory / sub).mkdir()
+        return
+    import pickle
+
+    from builder.rootfs.workspace import Workspace
+
+    with Workspace.create(store, container.layers, driver="vfs") as workspace:
+        os.rename(workspace.root, directory / "root")
+        snapshot = workspace._snapshot  # noqa: SLF001 - kept until Workspace can save it
+    (directory / "snapshot.pickle").write_bytes(pickle.dumps(snapshot))
+
+
+# -- the root file system
+
+
+@contextlib.contextmanager
+def _container_lock(store: Store, container: Container) -> Iterator[None]:
+    fd = os.open(_directory(store, container) / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lowers(store: Store, container: Container) -> list[Path]:
+    from builder.rootfs.workspace import layer_cache_dir
+
+    return [layer_cache_dir(store.root, diff_id) for _, diff_id, _ in reversed(container.layers)]
+
+
+def _mount_overlay(store: Store, container: Container) -> Path:
+    from builder.rootfs import syscalls
+    from builder.rootfs.workspace import cache_layer
+
+    directory = _directory(store, container)
+    merged = directory / "merged"
+    if os.path.ismount(merged):
+        return merged
+    for layer in container.layers:  # an rmi may have pruned the cache
+        cache_layer(store, *layer)
+    lowers = _lowers(store, container)
+    if not lowers:
+        (directory / "empty").mkdir(exist_ok=True)
+        lowers = [directory / "empty"]
+    (directory / "work").mkdir(exist_ok=True)
+
+    def options(paths: Sequence[Path | str]) -> str:
+        return (f"lowerdir={':'.join(map(str, paths))},upperdir={directory / 'upper'},"
+                f"workdir={directory / 'work'},redirect_dir=off,metacopy=off,index=off")
+
+    data = options(lowers)
+    cwd = None
+    if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd
+        cwd = os.getcwd()
+        os.chdir(store.root / "layers")
+        data = options([p.name for p in lowers])
+    try:
+        syscalls.mount("overlay", merged, "overlay", 0, data)
+    except OSError as exc:
+        raise StoreError(f"mounting container {container.name}: {exc.strerror}") from exc
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
+    return merged
+
+
+def _unmount_overlay(store: Store, container: Container) -> None:
+    from builder.rootfs import syscalls
+
+    merged = _directory(store, container) / "merged"
+    if not os.path.ismount(merged):
+        return
+    try:
+        syscalls.umount(merged)
+    except OSError:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+
+
+@contextlib.contextmanager
+def container_root(store: Store, container: Container) -> Iterator[Path]:
+    """The container's root directory, mounted for the duration when it is not already."""
+    if container.driver != "overlay":
+        yield _directory(store, container) / "root"
+        return
+    merged = _directory(store, container) / "merged"
+    was_mounted = os.path.ismount(merged)
+    root = _mount_overlay(store, container)
+    try:
+        yield root
+    finally:
+        if not was_mounted and not container.mounted:
+            _unmount_overlay(store, container)
+
+
+def mount_container(store: Store, ref: str) -> Path:
+    """Mount the root and leave it mounted (across processes) until ``unmount_container``."""
+    with store.lock():
+        container = find_container(store, ref)
+        if container.driver == "overlay":
+            root = _mount_overlay(store, container)
+        else:
+            root = _directory(store, container) / "root"
+        container.mounted = True
+        _save(store, container)
+    return root
+
+
+def unmount_container(store: Store, ref: str) -> None:
+    with store.lock():
+        container = find_container(store, ref)
+        if container.driver == "overlay":
+            _unmount_overlay(store, container)
+        container.mounted = False
+        _save(store, container)
+
+
+def _changes(store: Store, container: Container) -> list[Any]:
+    """What the container changed since it was made, as layer entries."""
+    from builder.rootfs.workspace import Workspace
+
+    directory = _directory(store, container)
+    workspace = Workspace(store, container.driver, directory)
+    if container.driver == "overlay":
+        workspace.lowers = _lowers(store, container)
+    else:
+        import pickle
+
+        workspace._snapshot = pickle.loads(  # noqa: SLF001 - see _prepare_root
+            (directory / "snapshot.pickle").read_bytes())
+    return workspace.changes()
+
+
+# -- run, copy, config
+
+
+def run_container(
+    store: Store, ref: str, argv: Sequence[str], *, user: str | None = None,
+    workdir: str | None = None, env: Sequence[str] = (), network: str = "private",
+    mounts: Sequence[MountSpec] = (), isolation: str = "chroot", hostname: str | None = None,
+    stdin: bool = False,
+) -> int:
+    """Run ``argv`` in the working container (the sandbox RUN uses); writes persist.
+
+    Without argv the config's entrypoint and cmd run. Returns the exit status.
+    """
+    from builder.executor.sandbox import RunSpec, run_in_sandbox
+
+    container = find_container(store, ref)
+    config = container.config.config
+    command = list(argv) or [*(config.entrypoint or []), *(config.cmd or [])]
+    if not command:
+        raise UsageError(f"running in container {container.name}: no command given")
+    spec = RunSpec(
+        argv=command, env=[*(config.env or []), *(e if "=" in e else f"{e}=" for e in env)],
+        cwd=workdir or config.working_dir or "/",
+        user=config.user if user is None else user, hostname=hostname or container.id[:12],
+        network=network, mounts=tuple(mounts), stdin=stdin, isolation=isolation,
+    )
+    with _container_lock(store, container), container_root(store, container) as root:
+        _ensure_dir(root, spec.cwd)
+        status = run_in_sandbox(root, spec)
+    with store.lock():
+        current = find_container(store, container.id)
+        current.created_by = "/bin/sh -c " + " ".join(command)
+        _save(store, current)
+    return status
+
+
+def parse_volume(raw: str) -> MountSpec:
+    """``SRC:DST[:ro|rw]`` as a bind mount."""
+    from builder.executor.sandbox import MountSpec
+
+    parts = raw.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise UsageError(f"parsing volume {raw!r}: expected SRC:DST[:ro|rw]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"parsing volume {raw!r}: unknown option {mode!r}")
+    return MountSpec("bind", Path(parts[0]).resolve(), parts[1], readonly=mode == "ro")
+
+
+def _ensure_dir(root: Path, path: str) -> None:
+    from builder.context import resolve_in_root
+
+    target = resolve_in_root(root, path)
+    if not target.exists():
+        target.mkdir(parents=True, mode=0o755)
+
+
+@contextlib.contextmanager
+def _source_root(store: Store, ref: str, driver: str | None) -> Iterator[Path]:
+    """The root of a container, or of an image opened for the copy."""
+    from builder.errors import ImageNotFound
+
+    try:
+        other = find_container(store, ref)
+    except ContainerNotFound:
+        other = None
+    if other is not None:
+        with container_root(store, other) as root:
+            yield root
+        return
+    from builder.rootfs.workspace import Workspace
+
+    try:
+        record = store.lookup(ref)
+    except ImageNotFound:
+        raise ContainerNotFound(f"copying --from {ref!r}: no such container or image") from None
+    layers = [(d.digest, diff_id, d.media_type)
+              for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
+    with Workspace.create(store, layers, driver=driver) as workspace:
+        yield workspace.root
+
+
+def copy_into_container(
+    store: Store, ref: str, sources: Sequence[str], dest: str, *, add: bool = False,
+    chown: str | None = None, chmod: str | None = None, from_: str | None = None,
+    contextdir: Path | None = None,
+) -> None:
+    """COPY (or ADD) ``sources`` to ``dest`` in the container.
+
+    Sources are host paths (relative ones from ``contextdir``, default the
+    current directory), paths in ``from_`` (a container or image), or for ADD
+    URLs. ``dest`` is relative to the config's working directory.
+    """
+    import posixpath
+
+    from builder.executor.copier import (
+        CopyRequest,
+        SourceTree,
+        check_chmod,
+        copy_into,
+        download,
+        lookup_owner,
+    )
+
+    if not sources:
+        raise UsageError("copying into a container: no source given")
+    container = find_container(store, ref)
+    keyword = "ADD" if add else "COPY"
+    if chmod:
+        check_chmod(chmod)
+    workdir = container.config.config.working_dir or "/"
+    full_dest = dest if dest.startswith("/") else posixpath.join(workdir, dest)
+    dest_is_dir = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_container_lock(store, container))
+        root = stack.enter_context(container_root(store, container))
+        if from_ is not None:
+            tree = SourceTree(stack.enter_context(_source_root(store, from_, container.driver)))
+            paths = list(sources)
+        else:
+            base = Path(contextdir or os.getcwd()).absolute()
+            tree = SourceTree(Path("/"))
+            paths = [s if re.match(r"^https?://", s, re.I) and add
+                     else os.path.normpath(base / s) for s in sources]
+        request = CopyRequest(
+            keyword=keyword, sources=tuple(paths), dest=full_dest, dest_is_dir=dest_is_dir,
+            owner=lookup_owner(root, chown) if chown else None, chmod=chmod,
+        )
+        copy_into(root, request, tree, download if add else None)
+    with store.lock():
+        current = find_container(store, container.id)
+        current.created_by = f"/bin/sh -c #(nop) {keyword} {' '.join(sources)} {dest}"
+        _save(store, current)
+
+
+@dataclass(frozen=True)
+class ConfigChanges:
+    """Edits ``config`` makes; None (or empty) leaves a field alone.
+
+    ``env``, ``labels``, ``ports``, ``volumes``, ``annotations``: "K=V" sets,
+    "K-" removes (ports and volumes: "P" adds, "P-" removes). ``cmd`` and
+    ``entrypoint`` are a JSON array or shell form (cmd is split into words,
+    entrypoint runs through ``/bin/sh -c``), as in Buildah; "" clears them.
+    """
+
+    env: tuple[str, ...] = ()
+    cmd: str | None = None
+    entrypoint: str | None = None
+    labels: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    user: str | None = None
+    workingdir: str | None = None
+    author: str | None = None
+    created_by: str | None = None
+    stop_signal: str | None = None
+    annotations: tuple[str, ...] = ()
+    healthcheck: str | None = None  # "CMD ..." / "CMD-SHELL ..." / shell text, or "NONE"
+    healthcheck_interval: str | None = None
+    healthcheck_timeout: str | None = None
+    healthcheck_retries: int | None = None
+    healthcheck_start_period: str | None = None
+    shell: str | None = None
+    architecture: str | None = None
+    os: str | None = None
+
+
+def _command(text: str, shell: list[str], via_shell: bool) -> list[str] | None:
+    import shlex
+
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return value
+    if via_shell:
+        return [*shell, text]
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"parsing command {text!r}: {exc}") from exc
+
+
+def _edit_pairs(current: dict[str, str] | None, items: Sequence[str], what: str
+                ) -> dict[str, str] | None:
+    out = dict(current or {})
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep and key.endswith("-"):
+            out.pop(key[:-1], None)
+        elif not key:
+            raise UsageError(f"parsing {what} {item!r}: expected KEY=VALUE or KEY-")
+        else:
+            out[key] = value
+    return out or None
+
+
+def _edit_set(current: dict[str, Any] | None, items: Sequence[str], normalize: Any
+              ) -> dict[str, Any] | None:
+    out = dict(current or {})
+    for item in items:
+        if item.endswith("-"):
+            out.pop(normalize(item[:-1]), None)
+        else:
+            out[normalize(item)] = {}
+    return out or None
+
+
+def apply_config(container: Container, changes: ConfigChanges) -> None:
+    """Apply ``changes`` to the container's config (in memory)."""
+    from builder.executor import config as cfg
+    from builder.errors import StepError
+
+    image = container.config
+    config = image.config
+    shell = list(config.shell or cfg.DEFAULT_SHELL)
+    try:
+        if changes.env:
+            env = dict(pair.partition("=")[::2] for pair in config.env or [])
+            for item in changes.env:
+                key, sep, value = item.partition("=")
+                if not sep and key.endswith("-"):
+                    config.env = [p for p in config.env or [] if p.partition("=")[0] != key[:-1]]
+                    continue
+                if not sep:
+                    value = os.environ.get(key, env.get(key, ""))
+                cfg.set_env(config, key, value)
+        if changes.shell is not None:
+            config.shell = _command(changes.shell, shell, False)
+            shell = list(config.shell or cfg.DEFAULT_SHELL)
+        if changes.entrypoint is not None:
+            config.entrypoint = _command(changes.entrypoint, shell, True)
+        if changes.cmd is not None:
+            config.cmd = _command(changes.cmd, shell, False)
+        config.labels = _edit_pairs(config.labels, changes.labels, "--label") \
+            if changes.labels else config.labels
+        if changes.ports:
+            config.exposed_ports = _edit_set(config.exposed_ports, changes.ports, cfg.parse_port)
+        if changes.volumes:
+            config.volumes = _edit_set(config.volumes, changes.volumes, lambda v: v)
+        if changes.user is not None:
+            config.user = changes.user
+        if changes.workingdir is not None:
+            config.working_dir = cfg.workdir_path(config.working_dir, changes.workingdir) \
+                if changes.workingdir else ""
+        if changes.stop_signal is not None:
+            config.stop_signal = changes.stop_signal or None
+        _apply_healthcheck(config, changes)
+    except StepError as exc:
+        raise UsageError(f"configuring container {container.name}: {exc.message}") from exc
+    if changes.author is not None:
+        image.author = changes.author or None
+    if changes.architecture is not None:
+        image.architecture = changes.architecture
+    if changes.os is not None:
+        image.os = changes.os
+    if changes.created_by is not None:
+        container.created_by = changes.created_by
+    if changes.annotations:
+        container.annotations = _edit_pairs(container.annotations, changes.annotations,
+                                            "--annotation") or {}
+
+
+def _apply_healthcheck(config: ContainerConfig, changes: ConfigChanges) -> None:
+    from builder.executor.config import duration_ns
+
+    if changes.healthcheck is None:
+        return
+    text = changes.healthcheck.strip()
+    if text.upper() == "NONE":
+        config.healthcheck = {"Test": ["NONE"]}
+        return
+    if not text:
+        config.healthcheck = None
+        return
+    keyword, _, rest = text.partition(" ")
+    if keyword == "CMD-SHELL":
+        test = ["CMD-SHELL", rest.strip()]
+    elif keyword == "CMD":
+        argv = _command(rest.strip(), [], False) or []
+        test = ["CMD", *argv]
+    else:
+        test = ["CMD-SHELL", text]
+    check: dict[str, Any] = {"Test": test}
+    for key, value in (("Interval", changes.healthcheck_interval),
+                       ("Timeout", changes.healthcheck_timeout),
+                       ("StartPeriod", changes.healthcheck_start_period)):
+        if duration_ns(value):
+            check[key] = duration_ns(value)
+    if changes.healthcheck_retries:
+        check["Retries"] = changes.healthcheck_retries
+    config.healthcheck = check
+
+
+def update_config(store: Store, ref: str, changes: ConfigChanges) -> Container:
+    """Apply ``changes`` to a stored container's config and save it."""
+    with store.lock():
+        container = find_container(store, ref)
+        apply_config(container, changes)
+        _save(store, container)
+    return container
+
+
+# -- commit, rm, rename
+
+
+def commit_container(
+    store: Store, ref: str, image: str | None = None, *, format: str = "oci",
+    squash: bool = False, rm: bool = False, compression: str = "gzip",
+    timestamp: int | None = None,
+) -> ImageRecord:
+    """Write an image: the base layers plus one layer of the container's changes (or one
+    squashed layer of the whole root), its config and a history entry."""
+    from builder.image.commit import commit_image
+    from builder.image.layer import tree_entries, write_layer
+    from builder.image.spec import Descriptor
+
+    if format not in ("oci", "docker"):
+        raise UsageError(f"checking --format: unknown format {format!r} (expected oci or docker)")
+    container = find_container(store, ref)
+    layer_format = "docker" if format == "docker" and compression == "gzip" else "oci"
+    created = _now() if timestamp is None else time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+    config = ImageConfig.from_json(container.config.to_json("docker"))
+    config.created = created
+    layers: list[Any] = [Descriptor.from_json(d) for d in container.base_descriptors]
+    history = History(created=created, created_by=container.created_by or None,
+                      author=config.author)
+    with store.pin(), _container_lock(store, container):
+        with container_root(store, container) as root:
+            if squash:
+                entries = tree_entries(root)
+            else:
+                entries = _changes(store, container)
+            new = None
+            if entries or squash:
+                new = write_layer(entries, store.layout, compression=compression,
+                                  timestamp=timestamp, format=layer_format)
+        if squash:
+            layers, config.diff_ids = [], []
+            config.history = [h for h in config.history if h.empty_layer]
+        if new is None:
+            history.empty_layer = True
+        else:
+            layers.append(new)
+            config.diff_ids.append(new.diff_id)
+        config.history.append(history)
+        names = [image] if image else []
+        annotations = dict(container.annotations) or None
+        record = commit_image(store, config, layers, format=format, annotations=annotations,
+                              names=names)
+    if rm:
+        remove_container(store, container.id)
+    return record
+
+
+def remove_container(store: Store, ref: str) -> Container:
+    """Unmount and delete a working container; returns what it was."""
+    with store.lock():
+        container = find_container(store, ref)
+        if container.driver == "overlay":
+            _unmount_overlay(store, container)
+        directory = _directory(store, container)
+        trash = _containers_dir(store) / f".rm-{container.id}"
+        os.rename(directory, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    return container
+
+
+def rename_container(store: Store, ref: str, new_name: str) -> Container:
+    _check_name(new_name)
+    with store.lock():
+        container = find_container(store, ref)
+        if any(c.name == new_name and c.id != container.id for c in list_containers(store)):
+            raise StoreError(f"renaming container {container.name!r}: the name {new_name!r} "
+                             "is already in use")
+        container = replace(container, name=new_name)
+        _save(store, container)
+    return container

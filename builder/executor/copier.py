@@ -1,0 +1,616 @@
+"""COPY and ADD: put files from the context, another root, a heredoc or a URL into a root.
+
+Everything here works on plain directories. Source paths never leave their
+tree (``..`` is refused, symlinks are resolved inside it) and destination
+paths are resolved inside the target root as if it were ``/``. Errors are
+``StepError`` without a location; the stage executor attaches it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import time
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from builder.context import context_path, resolve_in_root
+from builder.errors import ContextError, StepError
+
+_GLOB_CHARS = re.compile(r"[*?\[\\]")
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+_CHMOD_CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
+_DOWNLOAD_MODE = 0o600
+_HEREDOC_MODE = 0o644
+_DIR_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class CopyRequest:
+    """One COPY/ADD step with every word already expanded."""
+
+    keyword: str
+    sources: tuple[str, ...]
+    dest: str  # absolute inside the root (WORKDIR applied)
+    dest_is_dir: bool  # the written destination ended with "/" (or ".")
+    owner: tuple[int, int] | None = None
+    chmod: str | None = None
+    parents: bool = False
+    excludes: tuple[str, ...] = ()
+    heredocs: dict[str, bytes] = field(default_factory=dict)
+    checksum: str | None = None
+    timestamp: int | None = None  # mtime for files made from heredocs and downloads
+
+    @property
+    def is_add(self) -> bool:
+        return self.keyword == "ADD"
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """Where sources come from: the context (with the ignore file) or another root."""
+
+    root: Path
+    included: frozenset[str] | None = None  # None: every path is visible
+    is_context: bool = False
+    ignore_file: str | None = None
+
+    def visible(self, rel: str) -> bool:
+        return self.included is None or rel == "" or rel in self.included
+
+
+def context_tree(context: Path, ignore: object | None) -> SourceTree:
+    """The context as a source tree, minus what the ignore matcher excludes.
+
+    As in Buildah, an excluded directory is left out whole, even when an
+    exception pattern would re-include something below it.
+    """
+    if ignore is None or not ignore:
+        return SourceTree(context, None, True)
+    excluded = ignore.excluded  # type: ignore[attr-defined]
+    walk = ignore.walk  # type: ignore[attr-defined]
+    kept = [str(rel).removeprefix("./") for rel, _ in walk(context)]
+    pruned = {rel for rel in kept if (context / rel).is_dir() and excluded(rel)}
+    included = frozenset(
+        rel for rel in kept
+        if rel not in pruned and not any(rel.startswith(d + "/") for d in pruned)
+    )
+    path = getattr(ignore, "source", None)
+    return SourceTree(context, included, True, str(path) if path else None)
+
+
+# Go filepath.Match patterns
+
+
+@lru_cache(maxsize=512)
+def _go_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("^", "]") else i + 1)
+            if end < 0:
+                raise StepError(f"matching {pattern!r}: syntax error in pattern")
+            body = pattern[i + 1:end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            body = re.sub(r"\\(.)", lambda m: "\\" + m.group(1), body.replace("[", "\\["))
+            out.append(f"[{'^/' if negate else ''}{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's filepath.Match: ``*`` and ``?`` never match ``/``."""
+    return _go_regex(pattern).match(name) is not None
+
+
+def _is_glob(path: str) -> bool:
+    return _GLOB_CHARS.search(path) is not None
+
+
+def _exclusion(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """--exclude patterns, matched like ignore-file patterns against source-relative paths."""
+    from builder.ignore import IgnoreMatcher
+
+    matcher = IgnoreMatcher(patterns)
+    return matcher.excluded
+
+
+# chown / chmod
+
+
+def lookup_owner(root: Path, spec: str) -> tuple[int, int]:
+    """``user[:group]`` -> (uid, gid), names looked up in the root's /etc/passwd and /etc/group."""
+    user, sep, group = spec.partition(":")
+    if not user:
+        raise StepError(f"looking up UID/GID for {spec!r}: can't find uid for user {user!r}")
+    uid, primary = _lookup(root, "etc/passwd", user, "uid for user")
+    if sep and group:
+        gid, _ = _lookup(root, "etc/group", group, "gid for group")
+    else:
+        gid = primary if primary is not None else uid
+    return uid, gid
+
+
+def _lookup(root: Path, table: str, name: str, what: str) -> tuple[int, int | None]:
+    if name.isdigit():
+        return int(name), None
+    try:
+        text = resolve_in_root(root, table).read_text(encoding="utf-8", errors="replace")
+    except (OSError, ContextError):
+        text = ""
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            second = fields[3] if len(fields) > 3 and fields[3].isdigit() else None
+            return int(fields[2]), int(second) if second is not None else None
+    raise StepError(f"looking up UID/GID for {name!r}: can't find {what} {name!r}")
+
+
+def check_chmod(spec: str) -> None:
+    """Reject a --chmod that is neither octal nor symbolic (``u+x,go-w``)."""
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        return
+    if all(_CHMOD_CLAUSE.match(c) for c in spec.split(",")) and spec:
+        return
+    raise StepError(f"parsing --chmod={spec}: invalid mode")
+
+
+def apply_chmod(spec: str, mode: int, is_dir: bool) -> int:
+    """The permission bits ``spec`` gives a file whose current mode is ``mode``."""
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        return int(spec, 8)
+    perm = stat.S_IMODE(mode)
+    for clause in spec.split(","):
+        m = _CHMOD_CLAUSE.match(clause)
+        assert m is not None
+        who, op, what = m.groups()
+        who = who.replace("a", "ugo") or "ugo"
+        bits = 0
+        for w in who:
+            shift = {"u": 6, "g": 3, "o": 0}[w]
+            for p in what:
+                if p == "r":
+                    bits |= 4 << shift
+                elif p == "w":
+                    bits |= 2 << shift
+                elif p == "x" or (p == "X" and (is_dir or perm & 0o111)):
+                    bits |= 1 << shift
+                elif p == "s" and w in "ug":
+                    bits |= stat.S_ISUID if w == "u" else stat.S_ISGID
+                elif p == "t":
+                    bits |= stat.S_ISVTX
+        if op == "+":
+            perm |= bits
+        elif op == "-":
+            perm &= ~bits
+        else:
+            mask = 0
+            for w in who:
+                mask |= 0o7 << {"u": 6, "g": 3, "o": 0}[w]
+            perm = (perm & ~mask) | bits
+    return perm
+
+
+# the copy itself
+
+
+@dataclass
+class _Writer:
+    """Writes entries under a root, applying owner and chmod, preserving hard links."""
+
+    root: Path
+    owner: tuple[int, int]
+    chmod: str | None
+    links: dict[tuple[int, int], Path] = field(default_factory=dict)
+    dirs: list[tuple[Path, os.stat_result | None]] = field(default_factory=list)
+
+    def mode(self, st_mode: int, is_dir: bool) -> int:
+        if self.chmod is None:
+            return stat.S_IMODE(st_mode)
+        return apply_chmod(self.chmod, st_mode, is_dir)
+
+    def ensure_dir(self, path: Path, st: os.stat_result | None = None) -> None:
+        """Make ``path`` a directory (replacing a non-directory); parents get 0755, root-owned."""
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
+        if not path.exists():
+            self.make_parents(path.parent)
+            path.mkdir()
+            os.chmod(path, self.mode(st.st_mode, True) if st else _DIR_MODE)
+            os.lchown(path, *self.owner)
+        elif st is not None:
+            os.chmod(path, self.mode(st.st_mode, True))
+            os.lchown(path, *self.owner)
+        if st is not None:
+            self.dirs.append((path, st))
+
+    def make_parents(self, path: Path) -> None:
+        missing: list[Path] = []
+        while not path.exists() and not path.is_symlink():
+            missing.append(path)
+            path = path.parent
+        for directory in reversed(missing):
+            directory.mkdir()
+            os.chmod(directory, _DIR_MODE)
+
+    def remove_existing(self, path: Path) -> None:
+        if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+    def put(self, source: Path, st: os.stat_result, dest: Path) -> None:
+        """Copy one non-directory entry (file, symlink, device, fifo)."""
+        self.make_parents(dest.parent)
+        key = (st.st_dev, st.st_ino)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in self.links:
+            self.remove_existing(dest)
+            os.link(self.links[key], dest)
+            return
+        self.remove_existing(dest)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(source), dest)
+            os.lchown(dest, *self.owner)
+            os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+            return
+        if stat.S_ISREG(st.st_mode):
+            shutil.copyfile(source, dest, follow_symlinks=False)
+        else:
+            os.mknod(dest, st.st_mode, st.st_rdev)
+        os.chown(dest, *self.owner)
+        os.chmod(dest, self.mode(st.st_mode, False))
+        os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            self.links[key] = dest
+
+    def put_bytes(self, data: bytes, dest: Path, mode: int, mtime: float) -> None:
+        self.make_parents(dest.parent)
+        self.remove_existing(dest)
+        dest.write_bytes(data)
+        os.chown(dest, *self.owner)
+        os.chmod(dest, self.mode(mode, False) if self.chmod else mode)
+        os.utime(dest, (mtime, mtime))
+
+    def finish(self) -> None:
+        """Directory mtimes last, deepest first, since writing children moves them."""
+        for path, st in sorted(self.dirs, key=lambda d: -len(d[0].parts)):
+            if st is not None:
+                os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+
+def _walk(base: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(relative path, absolute path, lstat) of everything below a directory, parents first."""
+    stack = [""]
+    while stack:
+        sub = stack.pop()
+        with os.scandir(base / sub if sub else base) as it:
+            entries = sorted(it, key=lambda e: e.name, reverse=True)
+        for entry in entries:
+            child = f"{sub}/{entry.name}" if sub else entry.name
+            st = entry.stat(follow_symlinks=False)
+            yield child, Path(entry.path), st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(child)
+
+
+@dataclass(frozen=True)
+class _Source:
+    rel: str  # path in the source tree ("" is its root)
+    keep: str  # the part of rel kept under the destination with --parents
+
+
+def _split_pivot(source: str) -> tuple[str, str | None]:
+    """``x/./y/a`` -> (path, "y/a"): with --parents, ``/./`` marks where kept paths start."""
+    marker = source.find("/./")
+    if marker < 0:
+        return source, None
+    return source, posixpath.normpath(source[marker + 3:]).lstrip("/")
+
+
+def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
+    found: list[_Source] = []
+    for raw in request.sources:
+        if raw in request.heredocs or _URL.match(raw):
+            continue
+        path, pivot = _split_pivot(raw)
+        try:
+            rel = context_path(path)
+        except ContextError as exc:
+            raise StepError(str(exc)) from exc
+        matches = _glob(tree, rel) if _is_glob(rel) else [rel]
+        if _is_glob(rel) and not matches:
+            if len(request.sources) > 1:
+                continue
+            raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
+        for match in matches:
+            _check_exists(tree, match, raw, request.keyword)
+            if pivot is not None:
+                prefix = posixpath.normpath(raw[: raw.find("/./")] or ".").lstrip("./")
+                keep = match[len(prefix):].lstrip("/") if prefix and prefix != "." else match
+            else:
+                keep = match
+            found.append(_Source(match, keep))
+    if not found and not request.heredocs and not any(_URL.match(s) for s in request.sources):
+        raise StepError(f"{request.keyword} failed: no source files were specified")
+    return found
+
+
+def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
+    path = tree.root / rel if rel else tree.root
+    if not os.path.lexists(path):
+        raise StepError(f"{keyword} failed: {raw!r}: no such file or directory")
+    if not tree.visible(rel):
+        where = f" using {tree.ignore_file}" if tree.ignore_file else " by the ignore file"
+        raise StepError(
+            f"{keyword} failed: {raw!r}: no such file or directory (filtered out{where})"
+        )
+
+
+def _glob(tree: SourceTree, pattern: str) -> list[str]:
+    """Paths of the tree matching a pattern, component by component, sorted."""
+    current = [""]
+    for part in pattern.split("/"):
+        following: list[str] = []
+        for base in current:
+            directory = tree.root / base if base else tree.root
+            if not directory.is_dir() or directory.is_symlink():
+                continue
+            if not _is_glob(part):
+                candidate = f"{base}/{part}" if base else part
+                if os.path.lexists(tree.root / candidate):
+                    following.append(candidate)
+                continue
+            for name in sorted(os.listdir(directory)):
+                if go_match(part, name):
+                    following.append(f"{base}/{name}" if base else name)
+        current = following
+    return [p for p in current if tree.visible(p)]
+
+
+def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
+              fetch: Callable[[str, str | None], tuple[bytes, float]] | None = None) -> None:
+    """Carry out one COPY/ADD into ``root``."""
+    sources = _expand_sources(tree, request) if tree is not None else []
+    urls = [s for s in request.sources if _URL.match(s)] if request.is_add else []
+    heredocs = [s for s in request.sources if s in request.heredocs]
+    count = len(sources) + len(urls) + len(heredocs)
+    single_dir_source = (
+        len(sources) == 1 and not urls and not heredocs and tree is not None
+        and _source_is_dir(tree, sources[0].rel)
+    )
+    dest_is_dir = request.dest_is_dir or count > 1 or single_dir_source or request.parents
+    try:
+        dest = resolve_in_root(root, request.dest)
+    except ContextError as exc:
+        raise StepError(f"{request.keyword} failed: {exc}") from exc
+    if not dest_is_dir and dest.is_dir():
+        dest_is_dir = True
+    writer = _Writer(root, request.owner or (0, 0), request.chmod)
+    try:
+        if dest_is_dir:
+            writer.ensure_dir(dest) if not dest.is_dir() else None
+        for source in sources:
+            assert tree is not None
+            _copy_source(tree, source, dest, dest_is_dir, request, writer)
+        for name in heredocs:
+            target = dest / name if dest_is_dir else dest
+            mtime = request.timestamp if request.timestamp is not None else time.time()
+            writer.put_bytes(request.heredocs[name], target, _HEREDOC_MODE, mtime)
+        for url in urls:
+            if fetch is None:
+                raise StepError(f"ADD failed: downloading {url!r}: no downloader")
+            data, mtime = fetch(url, request.checksum)
+            name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
+            writer.put_bytes(data, dest / name if dest_is_dir else dest, _DOWNLOAD_MODE, mtime)
+        writer.finish()
+    except OSError as exc:
+        raise StepError(
+            f"{request.keyword} failed: writing {exc.filename or request.dest}: {exc.strerror}"
+        ) from exc
+
+
+def _source_is_dir(tree: SourceTree, rel: str) -> bool:
+    path = _follow_source(tree, rel)
+    return path.is_dir() and not path.is_symlink()
+
+
+def _follow_source(tree: SourceTree, rel: str) -> Path:
+    """A top-level source symlink is resolved inside its tree; dangling ones stay links."""
+    path = tree.root / rel if rel else tree.root
+    if path.is_symlink():
+        try:
+            target = resolve_in_root(tree.root, rel)
+        except ContextError:
+            return path
+        if target.exists():
+            return target
+    return path
+
+
+def _copy_source(tree: SourceTree, source: _Source, dest: Path, dest_is_dir: bool,
+                 request: CopyRequest, writer: _Writer) -> None:
+    path = _follow_source(tree, source.rel)
+    st = path.lstat()
+    excluded = _exclusion(request.excludes)
+    if request.parents:
+        dest = dest / source.keep if source.keep else dest
+        if source.keep:
+            writer.make_parents(dest.parent)
+    if stat.S_ISDIR(st.st_mode):
+        writer.ensure_dir(dest, st if request.parents and source.keep else None)
+        for child, absolute, child_st in _walk(path):
+            tree_rel = f"{source.rel}/{child}" if source.rel else child
+            if path == tree.root / source.rel and not tree.visible(tree_rel):
+                continue
+            if excluded(child):
+                continue
+            target = dest / child
+            if stat.S_ISDIR(child_st.st_mode):
+                writer.ensure_dir(target, child_st)
+            else:
+                writer.put(absolute, child_st, target)
+        return
+    name = posixpath.basename(source.rel)
+    if excluded(name):
+        return
+    target = dest / name if dest_is_dir and not request.parents else dest
+    if request.is_add and stat.S_ISREG(st.st_mode):
+        kind = archive_kind(path)
+        if kind is not None:
+            extract_archive(path, kind, dest if dest_is_dir else dest, writer.root)
+            return
+    writer.put(path, st, target)
+
+
+# ADD: archives and URLs
+
+
+def archive_kind(path: Path) -> str | None:
+    """"gzip", "bzip2", "xz", "zstd" or "tar" when the file is a (compressed) tar archive."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind: str | None = None
+    if head.startswith(b"\x1f\x8b"):
+        kind = "gzip"
+    elif head.startswith(b"BZh"):
+        kind = "bzip2"
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        kind = "xz"
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        kind = "zstd"
+    elif len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if kind is None:
+        return None
+    try:
+        with _open_tar(path, kind) as tar:
+            tar.next()
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return kind
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path, kind: str) -> Iterator[tarfile.TarFile]:
+    """The archive as a streaming tar reader, whatever its compression."""
+    with open(path, "rb") as raw:
+        stream: BinaryIO = raw
+        if kind == "zstd":
+            import zstandard
+
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
+        mode = {"gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz"}.get(kind, "r|")
+        with tarfile.open(fileobj=stream, mode=mode) as tar:
+            yield tar
+
+
+def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
+    """Unpack a tar into ``dest`` keeping its owners and modes; no entry leaves ``dest``."""
+    writer = _Writer(root, (0, 0), None)
+    dest_rel = os.path.relpath(dest, root)
+    dirs: list[tuple[Path, tarfile.TarInfo]] = []
+    try:
+        with _open_tar(path, kind) as tar:
+            for member in tar:
+                name = posixpath.normpath(member.name.lstrip("/"))
+                if name in (".", "") or name == ".." or name.startswith("../"):
+                    continue
+                target = resolve_in_root(root, f"{dest_rel}/{name}", follow_last=False)
+                if not _inside(target, root):
+                    raise StepError(f"ADD failed: extracting {path.name}: {name!r} escapes")
+                writer.make_parents(target.parent)
+                if member.isdir():
+                    if not target.is_dir():
+                        writer.remove_existing(target)
+                        target.mkdir()
+                    dirs.append((target, member))
+                    os.chmod(target, member.mode & 0o7777)
+                    os.lchown(target, member.uid, member.gid)
+                    continue
+                writer.remove_existing(target)
+                if member.issym():
+                    os.symlink(member.linkname, target)
+                elif member.islnk():
+                    link = resolve_in_root(
+                        root, f"{dest_rel}/{posixpath.normpath(member.linkname.lstrip('/'))}",
+                        follow_last=False,
+                    )
+                    os.link(link, target)
+                    continue
+                elif member.isfile():
+                    reader = tar.extractfile(member)
+                    assert reader is not None
+                    with open(target, "wb") as out:
+                        shutil.copyfileobj(reader, out)
+                elif member.ischr() or member.isblk() or member.isfifo():
+                    kind_bits = (stat.S_IFCHR if member.ischr() else
+                                 stat.S_IFBLK if member.isblk() else stat.S_IFIFO)
+                    os.mknod(target, kind_bits | (member.mode & 0o7777),
+                             os.makedev(member.devmajor, member.devminor))
+                else:
+                    continue
+                os.lchown(target, member.uid, member.gid)
+                if not member.issym():
+                    os.chmod(target, member.mode & 0o7777)
+                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+    except (tarfile.TarError, EOFError, ContextError) as exc:
+        raise StepError(f"ADD failed: extracting {path.name}: {exc}") from exc
+    for directory, member in reversed(dirs):
+        os.utime(directory, (member.mtime, member.mtime))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == str(
+        os.path.abspath(root))
+
+
+def download(url: str, checksum: str | None) -> tuple[bytes, float]:
+    """Fetch a URL for ADD; verify ``sha256:`` checksums; mtime from Last-Modified."""
+    import requests
+
+    try:
+        response = requests.get(url, timeout=60)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise StepError(f"ADD failed: downloading {url!r}: {exc}") from exc
+    data = response.content
+    if checksum:
+        algorithm, _, want = checksum.partition(":")
+        if algorithm != "sha256" or not want:
+            raise StepError(f"ADD failed: unsupported checksum {checksum!r}")
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise StepError(
+                f'unexpected response digest for "{url}": sha256:{got}, want sha256:{want}'
+            )
+    modified = response.headers.get("Last-Modified")
+    mtime = time.time()
+    if modified:
+        parsed = email.utils.parsedate(modified)
+        if parsed:
+            mtime = float(calendar.timegm(parsed))
+    return data, mtime

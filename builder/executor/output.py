@@ -1,0 +1,46 @@
+"""Progress lines in Buildah's shape: ``[1/2] STEP 1/4: FROM ...``, ``COMMIT``, ``-->``.
+
+Progress goes to ``out`` (stdout); warnings to ``err``. With ``quiet`` only
+warnings are written; the command prints the image ID itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Progress:
+    quiet: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    stage_count: int = 1
+
+    def _line(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def step(self, stage_position: int, step: int, steps: int, text: str) -> None:
+        prefix = f"[{stage_position}/{self.stage_count}] " if self.stage_count > 1 else ""
+        self._line(f"{prefix}STEP {step}/{steps}: {text}")
+
+    def commit(self, name: str) -> None:
+        self._line(f"COMMIT {name}".rstrip())
+
+    def image(self, image_id: str) -> None:
+        self._line(f"--> {image_id.removeprefix('sha256:')[:12]}")
+
+    def tagged(self, name: str) -> None:
+        self._line(f"Successfully tagged {name}")
+
+    def info(self, text: str) -> None:
+        self._line(text)
+
+    def warn(self, text: str) -> None:
+        print(f"WARN[0000] {text}", file=self.err, flush=True)
+
+    def warning(self, text: str) -> None:
+        """Buildah's bracketed form, used for unconsumed build args."""
+        print(f"[Warning] {text}", file=self.err, flush=True)

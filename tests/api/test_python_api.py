@@ -1,0 +1,57 @@
+"""The Python API: the documented example runs verbatim; exports; handles and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import builder
+from builder.errors import StepError
+from tests.build.imagetree import read_image
+from tests.conftest import REPO, Pybuild
+
+EXAMPLE = REPO / "Containerfile.examples" / "api_example.py"
+
+
+def test_exported_names() -> None:
+    assert builder.__all__ == sorted(builder.__all__)
+    assert all(getattr(builder, name) is getattr(builder.api, name) for name in builder.__all__)
+    code = "import builder, sys; print('builder.api' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # import builder stays cheap
+
+
+def test_example_runs(bb: Pybuild, registry: object) -> None:
+    env = {**bb.env, "REGISTRY": registry.host}  # type: ignore[attr-defined]
+    proc = subprocess.run([sys.executable, EXAMPLE], env=env, capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert set(lines) == {"committed", "built", "pushed", "pulled"}
+    assert lines["pulled"] == lines["committed"]
+    assert bb("run", "api-example").stdout == "hello from the API\n"
+    assert bb("run", "api-built").stdout == "hello from the API\n"
+    scripted, scripted_tree = read_image(bb.root, "localhost/api-example:latest")
+    built, built_tree = read_image(bb.root, "localhost/api-built:latest")
+    assert scripted["config"] == built["config"]
+    assert scripted_tree == built_tree
+    assert json.loads(bb("containers", "--json").stdout) == []
+
+
+def test_handles_see_cli_containers(bb: Pybuild) -> None:
+    name = bb("from", "busybox").stdout.strip()
+    session = builder.Session(bb.root)
+    ctr = session.container(name)
+    assert [c.name for c in session.containers()] == [name]
+    with pytest.raises(StepError) as failed:
+        ctr.run(["sh", "-c", "exit 3"])
+    assert failed.value.status == 3
+    assert ctr.run(["false"], check=False) == 1
+    root = ctr.mount()
+    assert (root / "bin" / "sh").exists()
+    ctr.unmount()
+    ctr.remove()
+    assert session.containers() == []

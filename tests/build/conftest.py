@@ -1,0 +1,92 @@
+"""Fixtures for build tests: Buildah as a reference builder and a busybox base image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.build.imagetree import read_image
+from tests.conftest import REPO, Pybuild
+
+BUILDAH = shutil.which("buildah")
+
+
+class Buildah:
+    """The system's buildah with a private vfs store; images are read back via ``oci:``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.flags = ["--root", str(base / "root"), "--runroot", str(base / "run"),
+                      "--storage-driver", "vfs"]
+        self.count = 0
+
+    def load(self, layout: Path, ref: str) -> None:
+        """Copy an image from an OCI layout (a pybuild store) into Buildah's store as ``ref``."""
+        pulled = subprocess.run(["buildah", *self.flags, "pull", "-q", f"oci:{layout}:{ref}"],
+                                check=True, capture_output=True, text=True)
+        subprocess.run(["buildah", *self.flags, "tag", pulled.stdout.split()[-1], ref],
+                       check=True, capture_output=True)
+
+    def build(self, context: Path, *args: str) -> tuple[dict, dict]:
+        self.count += 1
+        tag = f"localhost/cmp{self.count}:latest"
+        subprocess.run(["buildah", *self.flags, "bud", "-q", "--isolation", "chroot",
+                        "-t", tag, *args, str(context)],
+                       check=True, capture_output=True, text=True,
+                       env={**os.environ, "BUILDAH_FORMAT": "oci"})
+        out = self.base / f"oci{self.count}"
+        subprocess.run(["buildah", *self.flags, "push", "-q", tag, f"oci:{out}:img"],
+                       check=True, capture_output=True)
+        return read_image(out, "img")
+
+
+@pytest.fixture(scope="session")
+def buildah(tmp_path_factory: pytest.TempPathFactory) -> Buildah:
+    if BUILDAH is None or os.geteuid() != 0:
+        pytest.skip("buildah (run as root) is needed for interop comparisons")
+    return Buildah(tmp_path_factory.mktemp("buildah"))
+
+
+def pybuild_image(pybuild: Pybuild, context: Path, *args: str) -> tuple[dict, dict]:
+    """Build with pybuild and read the image back from its store (an OCI layout)."""
+    pybuild("bud", "-q", "-t", "cmp:latest", *args, context)
+    return read_image(pybuild.root, "localhost/cmp:latest")
+
+
+EXAMPLES = REPO / "Containerfile.examples"
+
+
+@pytest.fixture(scope="session")
+def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding ``localhost/busybox:latest``, built once per session by pybuild.
+
+    Copy it (``shutil.copytree``) into a test's own store root to build FROM busybox.
+    """
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.skip("busybox-static is not installed")
+    context = tmp_path_factory.mktemp("busybox-context") / "busybox"
+    shutil.copytree(EXAMPLES / "busybox", context)
+    subprocess.run(["sh", str(context / "prepare.sh")], check=True, capture_output=True)
+    root = tmp_path_factory.mktemp("busybox-store") / "store"
+    proc = subprocess.run(
+        [sys.executable, "-m", "builder", "bud", "-q", "--timestamp", "0",
+         "-t", "localhost/busybox:latest", str(context)],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYBUILD_ROOT": str(root)},
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"building the busybox base image failed (RUN unavailable?): {proc.stderr}")
+    return root
+
+
+@pytest.fixture
+def with_busybox(pybuild: Pybuild, busybox_store: Path) -> Pybuild:
+    """The ``pybuild`` runner with a store that already holds localhost/busybox:latest."""
+    shutil.copytree(busybox_store, pybuild.root, symlinks=True,
+                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock"))
+    return pybuild
