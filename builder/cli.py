@@ -35,9 +35,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("builder.commands.search", "search a registry's catalog for repositories"),
     "login": ("builder.commands.login", "log in to a registry"),
     "logout": ("builder.commands.login", "log out of a registry"),
-    "run": ("builder.commands.run", "run a command in an image's root filesystem"),
+    "run": ("builder.commands.run", "run a command in an image or a working container"),
     "info": ("builder.commands.info", "show store, storage driver and isolation"),
+    "from": ("builder.commands.from_", "make a working container from an image"),
+    "containers": ("builder.commands.containers", "list working containers"),
+    "copy": ("builder.commands.ctr", "copy files into a working container"),
+    "add": ("builder.commands.ctr", "add files, URLs or archives to a working container"),
+    "config": ("builder.commands.ctr", "change a working container's image config"),
+    "commit": ("builder.commands.ctr", "write an image from a working container"),
+    "mount": ("builder.commands.ctr", "mount a working container's root and print it"),
+    "umount": ("builder.commands.ctr", "unmount a working container's root"),
+    "rm": ("builder.commands.ctr", "remove working containers"),
+    "rename": ("builder.commands.ctr", "rename a working container"),
+    "manifest": ("builder.commands.manifest", "create, edit and push manifest lists"),
     "version": ("builder.commands.info", "show version information"),
+    "check": ("builder.commands.check", "verify (and --repair) the image store"),
+    "prune": ("builder.commands.prune", "remove unused blobs, dangling images and caches"),
 }
 
 
