@@ -24,6 +24,7 @@ VERSION = "0.1.0"
 COMMANDS: dict[str, tuple[str, str]] = {
     "bud": ("builder.commands.build", "build an image from a Containerfile"),
     "build": ("builder.commands.build", "build an image from a Containerfile (same as bud)"),
+    "bake": ("builder.commands.bake", "build the services of a Compose file in parallel"),
     "parse": ("builder.commands.parse", "parse a Containerfile and print its instructions"),
     "lint": ("builder.commands.lint", "check a Containerfile against lint rules"),
     "images": ("builder.commands.images", "list images in the local store"),

@@ -42,9 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
         help="a secret RUN --mount=type=secret can use")
     add("--ignorefile", default=None, help="ignore file to use instead of the context's")
-    add("--layers", action=argparse.BooleanOptionalAction, default=False,
-        help="accepted for compatibility")
-    add("--no-cache", action="store_true", help="accepted for compatibility")
+    add("--layers", nargs="?", const="true", default="true", metavar="true|false",
+        help="cache each step's result and reuse it (default: true, unlike Buildah)")
+    add("--no-layers", dest="layers", action="store_const", const="false",
+        help="same as --layers=false")
+    add("--no-cache", action="store_true",
+        help="run every step, ignoring the cache (results are still recorded)")
+    add("--jobs", type=int, default=0, metavar="N",
+        help="build up to N independent stages at once (default: one per CPU)")
+    add("--cache-from", action="append", default=[], metavar="REGISTRY/REPO",
+        help="look steps up in this registry cache (repeatable)")
+    add("--cache-to", default=None, metavar="REGISTRY/REPO",
+        help="send each step's result to this registry cache")
+    add("--cache-ttl", default=None, metavar="DURATION",
+        help="ignore cache entries older than this (e.g. 24h, 30m, 1h30m)")
+    add("--cache-mounts", action="store_true",
+        help="with --cache-to/--cache-from, ship RUN --mount=type=cache contents too")
+    add("--squash", action="store_true",
+        help="merge the target stage's new layers into one")
+    add("--squash-all", action="store_true", help="merge every layer into one")
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -84,6 +100,34 @@ def _secrets(values: list[str]) -> dict[str, bytes]:
     return out
 
 
+def parse_duration(text: str) -> float:
+    """``24h``, ``30m``, ``1h30m``, ``90s``, ``2d`` or plain seconds -> seconds."""
+    import re
+
+    from builder.errors import UsageError
+
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"parsing --cache-ttl {text!r}: expected a duration such as 24h or 90m")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _layers(args: argparse.Namespace) -> bool:
+    """--layers takes an optional true/false; a bare ``--layers DIR`` names the context."""
+    from builder.errors import UsageError
+
+    lowered = args.layers.lower()
+    if lowered in ("true", "false", "1", "0"):
+        return lowered in ("true", "1")
+    if args.context != ".":
+        raise UsageError(f"parsing --layers {args.layers!r}: expected true or false")
+    args.context = args.layers
+    return True
+
+
 def _timestamp(value: int | None) -> int | None:
     from builder.errors import UsageError
 
@@ -115,6 +159,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     isolation = args.isolation or os.environ.get("BUILDAH_ISOLATION") or None
     if isolation not in (None, "chroot", "oci"):
         raise UsageError(f"checking --isolation: unknown isolation {isolation!r}")
+    layers = _layers(args)
     build_args = parse_build_args(args.build_arg, args.build_arg_file)
     context = open_context(args.context)
     source = read_containerfile(context, args.file, sys.stdin.buffer)
@@ -135,6 +180,14 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         secrets=_secrets(args.secret),
         driver=options.storage_driver,
         ignore_file=Path(args.ignorefile).absolute() if args.ignorefile else None,
+        layers=layers,
+        no_cache=args.no_cache,
+        jobs=args.jobs,
+        cache_from=tuple(args.cache_from),
+        cache_to=args.cache_to,
+        cache_ttl=parse_duration(args.cache_ttl) if args.cache_ttl else None,
+        cache_mounts=args.cache_mounts,
+        squash="all" if args.squash_all else "new" if args.squash else None,
     )
     store = Store(options.root)
     progress = Progress(quiet=args.quiet)

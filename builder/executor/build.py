@@ -3,6 +3,12 @@
 Nothing is named until the very end: a failed or interrupted build writes no
 tag, and blobs and cached layers it wrote are removed again, so the store is
 left as it was.
+
+Stages that do not depend on each other run concurrently (``jobs`` threads).
+The layer cache (``builder.cache``) is on unless ``layers`` is false; with
+``no_cache`` every step runs and its result replaces what was cached. A build
+whose every step was cached reuses the creation time recorded with the cached
+steps, so it gives the image the first build gave.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import copy
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +61,14 @@ class BuildOptions:
     secrets: dict[str, Any] = field(default_factory=dict)
     driver: str | None = None
     ignore_file: Path | None = None
+    layers: bool = True  # the layer cache
+    no_cache: bool = False  # run every step (results are still recorded)
+    jobs: int = 0  # stages at once; 0: one per CPU
+    cache_from: tuple[str, ...] = ()  # registry repositories to look steps up in
+    cache_to: str | None = None  # registry repository to send step results to
+    cache_ttl: float | None = None  # seconds; older cache entries are ignored
+    cache_mounts: bool = False  # ship RUN --mount=type=cache contents with the cache
+    squash: str | None = None  # "new": the target stage's layers as one; "all": one layer
 
 
 @dataclass
@@ -84,7 +99,24 @@ class BuildState:
             options.compression == "gzip" else "oci"
         self.new_layer_dirs: set[str] = set()
         self._image_roots: dict[str, Any] = {}
+        self._image_digests: dict[str, str] = {}
         self._context_tree: SourceTree | None = None
+        self._stat_cache: Any = None
+        self._lock = threading.RLock()
+        self.misses = 0  # steps that ran
+        self.step_keys: list[str] = []  # keys of file-system steps, for --cache-to
+        self.cache_mounts: set[Path] = set()
+        self.cache: Any = None
+        self.remote: Any = None
+        if options.layers:
+            from builder.cache.index import CacheIndex
+
+            self.cache = CacheIndex(store, ttl=options.cache_ttl)
+            if options.cache_from or options.cache_to:
+                from builder.cache.remote import RemoteCache
+
+                self.remote = RemoteCache(store, options.cache_from, options.cache_to,
+                                          ttl=options.cache_ttl, mounts=options.cache_mounts)
 
     @property
     def context(self) -> Path:
@@ -108,22 +140,77 @@ class BuildState:
             self._context_tree = context_tree(self.options.context, matcher)
         return self._context_tree
 
+    def stat_cache(self) -> Any:
+        """Context file digests, remembered between builds."""
+        with self._lock:
+            if self._stat_cache is None:
+                from builder.cache.statcache import StatCache
+
+                self._stat_cache = StatCache(self.store.root, self.options.context)
+            return self._stat_cache
+
+    def lookup(self, key: str) -> Any:
+        """The cached result of step ``key``, or None (counts a miss)."""
+        entry = None
+        if self.cache is not None and not self.options.no_cache:
+            entry = self.cache.get(key)
+            if entry is None and self.remote is not None:
+                entry = self.remote.fetch(key)
+                if entry is not None:
+                    self.record(key, entry)
+        if entry is None:
+            with self._lock:
+                self.misses += 1
+        return entry
+
+    def record(self, key: str, entry: Any) -> None:
+        """Keep a step's result in the cache (a failure to write it is not an error)."""
+        if self.cache is None:
+            return
+        with contextlib.suppress(OSError):
+            self.cache.put(key, entry)
+
+    def share(self, key: str) -> None:
+        """Send the file-system step ``key`` to the --cache-to registry after the build."""
+        if self.remote is not None:
+            with self._lock:
+                self.step_keys.append(key)
+
+    def cache_mount_used(self, path: Path) -> None:
+        """A RUN is about to use the cache mount at ``path``: restore it from the shared
+        cache first when it is not here yet."""
+        with self._lock:
+            first = path not in self.cache_mounts
+            self.cache_mounts.add(path)
+        if first and self.remote is not None and self.options.cache_mounts:
+            self.remote.restore_mount(path)
+
+    def image_digest(self, name: str) -> str:
+        """The manifest digest of image ``name`` (scratch: "scratch")."""
+        if name.lower() == SCRATCH:
+            return SCRATCH
+        with self._lock:
+            if name not in self._image_digests:
+                self._image_digests[name] = self.find_image(name, None).manifest_digest
+            return self._image_digests[name]
+
     def root_of(self, ref: StageRef) -> Path:
         """The root of a stage built earlier, or of an image (opened once)."""
         if ref.stage is not None:
             return self.results[ref.stage].root
         assert ref.image is not None
-        if ref.image not in self._image_roots:
-            from builder.rootfs.workspace import Workspace
+        with self._lock:
+            if ref.image not in self._image_roots:
+                from builder.rootfs.workspace import Workspace
 
-            _, layers, triples = self.base_image(ref.image, None)
-            self._image_roots[ref.image] = Workspace.create(
-                self.store, triples, driver=self.options.driver)
-        return Path(self._image_roots[ref.image].root)
+                _, layers, triples = self.base_image(ref.image, None)
+                self._image_roots[ref.image] = Workspace.create(
+                    self.store, triples, driver=self.options.driver)
+            return Path(self._image_roots[ref.image].root)
 
     def root_by_name(self, name: str) -> Path:
         """The root a ``RUN --mount from=NAME`` names: a stage by name or index, or an image."""
-        for index, result in self.results.items():
+        for index, result in list(self.results.items()):
             stage_name = result.plan.name
             if (stage_name and stage_name.lower() == name.lower()) or name == str(index):
                 return result.root
@@ -139,6 +226,8 @@ class BuildState:
                                  config=ContainerConfig(env=[DEFAULT_PATH]))
             return config, [], []
         record = self.find_image(name, base)
+        with self._lock:
+            self._image_digests[name] = record.manifest_digest
         config = copy.deepcopy(record.config)
         layers: list[Descriptor] = list(record.manifest.layers)
         triples = [(d.digest, diff_id, d.media_type) for d, diff_id in zip(layers, config.diff_ids)]
@@ -168,10 +257,12 @@ class BuildState:
             raise PlanError(f'pulling image "{ref}": {exc}', location) from exc
 
     def close(self) -> None:
-        for result in self.results.values():
-            result.workspace.close()
+        for result in list(self.results.values()):
+            result.drop_workspace()
         for workspace in self._image_roots.values():
             workspace.close()
+        if self._stat_cache is not None:
+            self._stat_cache.save()
 
     def forget_new_data(self, blobs_before: set[str], layers_before: set[str]) -> None:
         """After a failure: remove blobs and cached layers this build wrote."""
@@ -216,12 +307,16 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
     committed = False
     try:
         with store.pin():
-            for position, stage_plan in enumerate(plan.stages, 1):
-                result = StageExecutor(state, stage_plan, position).run()
-                state.results[stage_plan.index] = result
+            _run_stages(state, options.jobs or os.cpu_count() or 1)
             final = state.results[plan.target.index]
+            if options.squash:
+                from builder.cache.squash import squash
+
+                squash(state, final, everything=options.squash == "all")
             record = _commit(state, final)
             committed = True
+            if state.remote is not None:
+                state.remote.send(state.step_keys, state.cache_mounts, progress)
     except OSError as exc:
         raise StoreError(f"building image: {exc.filename or ''} {exc.strerror}".replace(
             ":  ", ": ")) from exc
@@ -230,10 +325,67 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
         if not committed:
             with contextlib.suppress(Exception):
                 state.forget_new_data(before, before_layers)
+    if state.remote is not None:
+        state.remote.close()
     leftovers = unconsumed(options.build_args, plan.scope.consumed)
     if leftovers:
         progress.warning(f"one or more build args were not consumed: [{' '.join(leftovers)}]")
     return BuildResult(record.id, record.manifest_digest, record.names)
+
+
+def _run_stages(state: BuildState, jobs: int) -> None:
+    """Run the planned stages, each once its dependencies are done, ``jobs`` at a time."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    stages = state.plan.stages
+    if jobs <= 1 or len(stages) == 1:
+        for position, stage_plan in enumerate(stages, 1):
+            state.results[stage_plan.index] = StageExecutor(state, stage_plan, position).run()
+        return
+    state.progress.out = LineWriter(state.progress.out)
+    waiting = {plan.index: (position, plan) for position, plan in enumerate(stages, 1)}
+    done: set[int] = set()
+    running: dict[Future[StageResult], int] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+        while (waiting and failure is None) or running:
+            if failure is None:
+                for index, (position, plan) in sorted(waiting.items(), key=lambda x: x[1][0]):
+                    if plan.deps <= done and len(running) < jobs:
+                        running[pool.submit(StageExecutor(state, plan, position).run)] = index
+                        del waiting[index]
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                try:
+                    state.results[index] = future.result()
+                    done.add(index)
+                except BaseException as exc:  # noqa: BLE001 - re-raised once the others stop
+                    failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+class LineWriter:
+    """Writes whole lines only, so lines of stages running at once do not mix."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.local, "buffer", "") + text
+        head, sep, tail = buffer.rpartition("\n")
+        self.local.buffer = tail
+        if sep:
+            with self.lock:
+                self.out.write(head + sep)
+                self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _commit(state: BuildState, final: StageResult) -> Any:
@@ -244,6 +396,9 @@ def _commit(state: BuildState, final: StageResult) -> Any:
     options = state.options
     config = final.config
     config.created = state.created
+    if state.cache is not None and state.misses == 0 and config.history and \
+            options.timestamp is None:
+        config.created = config.history[-1].created or state.created  # the cached image
     platform = options.platform
     config.architecture = platform.architecture
     config.os = platform.os

@@ -3,16 +3,23 @@
 Steps that change the file system (RUN, COPY, ADD, WORKDIR creating its
 directory) become one layer each when they changed something; every other
 step is an empty-layer history entry.
+
+With the layer cache on, each step gets a key (``builder.cache.keys``) before
+it runs; a step found in the cache is not run: its layer is stacked onto the
+stage and its history entry reused. The stage's root is only assembled when a
+step has to run, so a fully cached stage mounts nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import posixpath
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import ContainerfileError, PybuildError, StepError
 from builder.executor import config as cfg
@@ -31,22 +38,54 @@ from builder.plan.graph import StagePlan, StageRef
 from builder.source import Location
 
 if TYPE_CHECKING:
+    from builder.cache.index import CacheEntry
     from builder.executor.build import BuildState
     from builder.image.layer import LayerEntry, LayerResult
     from builder.rootfs.workspace import Workspace
 
+_FS_STEPS = (m.CopyInstruction, m.RunInstruction, m.WorkdirInstruction)
+
+
 @dataclass
 class StageResult:
-    """A built stage: its root (kept open for COPY --from), config and layers."""
+    """A built stage: its config and layers, and its root (assembled on first use,
+    kept open for COPY --from)."""
 
     plan: StagePlan
-    workspace: Workspace
+    store: Any
+    driver: str | None
     config: ImageConfig
     layers: list[LayerResult | Descriptor] = field(default_factory=list)  # bottom first
+    key: str = ""  # cache key of the last step
+    workspace: Workspace | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def root(self) -> Path:
-        return self.workspace.root
+        return self.open().root
+
+    def open(self) -> Workspace:
+        """The workspace of the layers so far, assembled if need be."""
+        from builder.rootfs.workspace import Workspace
+
+        with self._lock:
+            if self.workspace is None:
+                self.workspace = Workspace.create(self.store, self.layer_triples(),
+                                                  driver=self.driver)
+            return self.workspace
+
+    def drop_workspace(self) -> None:
+        """Forget the assembled root (the layers changed underneath it)."""
+        with self._lock:
+            if self.workspace is not None:
+                self.workspace.close()
+                self.workspace = None
+
+    def identity(self) -> str:
+        """What the stage's file system is: its layers."""
+        from builder.cache.keys import layers_identity
+
+        return layers_identity(self.config.diff_ids)
 
     def layer_triples(self) -> list[tuple[str, str, str]]:
         return [(x.digest, diff_id, x.media_type)
@@ -112,35 +151,97 @@ class StageExecutor:
     def make_volumes(self) -> None:
         """Create the directories of VOLUMEs declared after the last step that changed
         the file system, in one last layer; Buildah keeps only those."""
-        made = False
-        for path in self.pending_volumes:
-            made = self.ensure_dir(posixpath.join("/", path), as_user=False) or made
-        if not made:
+        if not self.pending_volumes:
             return
-        self.add_layer(self.result.workspace.changes())
         volume_steps = [h for h in self.result.config.history if "VOLUME" in (h.created_by or "")]
-        volume_steps[-1].empty_layer = False
+        key = self.fs_key("VOLUMES", sorted(self.pending_volumes))
+        with self.claim(key):
+            entry = self.lookup(key)
+            if entry is None:
+                made = False
+                for path in self.pending_volumes:
+                    made = self.ensure_dir(posixpath.join("/", path), as_user=False) or made
+                layer = self.add_layer(self.result.open().changes()) if made else None
+                entry = self.remember(key, volume_steps[-1], layer)
+            elif entry.layer is not None:
+                self.stack(entry)
+        self.key = key
+        if entry.layer is not None:
+            volume_steps[-1].empty_layer = False
 
     def _open_base(self, ref: StageRef, base: m.FromInstruction) -> StageResult:
-        from builder.rootfs.workspace import Workspace
+        from builder.cache.keys import step_key
 
         if ref.stage is not None:
             parent = self.build.results[ref.stage]
             config = copy.deepcopy(parent.config)
             layers = list(parent.layers)
-            triples = parent.layer_triples()
+            key = parent.key
         else:
             assert ref.image is not None
-            config, layers, triples = self.build.base_image(ref.image, base)
-        workspace = Workspace.create(self.build.store, triples, driver=self.build.options.driver)
-        result = StageResult(self.plan, workspace, config, layers)
+            config, layers, _ = self.build.base_image(ref.image, base)
+            key = step_key("FROM", self.build.image_digest(ref.image), config.diff_ids)
+        result = StageResult(self.plan, self.build.store, self.build.options.driver, config,
+                             layers, key)
         self.build.results[self.plan.index] = result  # closed by the build, even on failure
         return result
+
+    # the cache
+
+    @property
+    def key(self) -> str:
+        return self.result.key
+
+    @key.setter
+    def key(self, value: str) -> None:
+        self.result.key = value
+
+    def fs_key(self, *parts: Any) -> str:
+        """The key of a step that may change the file system: the parent, the top
+        layer, what decides the layer's bytes, then ``parts``."""
+        from builder.cache.keys import step_key
+
+        options = self.build.options
+        return step_key(self.key, self.result.config.diff_ids[-1:],
+                        [options.timestamp, options.compression, self.build.layer_format],
+                        *parts)
+
+    def claim(self, key: str) -> Any:
+        import contextlib
+
+        from builder.cache.index import claim
+
+        return claim(key) if self.build.cache is not None else contextlib.nullcontext()
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The cached result of step ``key`` (locally or in a --cache-from registry)."""
+        entry = self.build.lookup(key)
+        if entry is not None:
+            self.build.progress.info(f"--> Using cache {key}")
+        return entry
+
+    def stack(self, entry: CacheEntry) -> None:
+        """Put a cached step's layer on top of the stage."""
+        assert entry.layer is not None and entry.diff_id is not None
+        self.result.drop_workspace()
+        self.result.layers.append(entry.layer)
+        self.result.config.diff_ids.append(entry.diff_id)
+
+    def remember(self, key: str, history: History, layer: LayerResult | None) -> CacheEntry:
+        """Record a step that ran under ``key``."""
+        import time
+
+        from builder.cache.index import CacheEntry
+
+        descriptor = Descriptor(layer.media_type, layer.digest, layer.size) if layer else None
+        entry = CacheEntry(history, descriptor, layer.diff_id if layer else None, time.time())
+        self.build.record(key, entry)
+        return entry
 
     def step(self, instruction: m.Instruction, position: int | None) -> None:
         """Carry out one instruction; errors get the instruction's location."""
         try:
-            changes_fs = self.dispatch(instruction, position)
+            self.cached_step(instruction, position)
         except ContainerfileError as exc:
             if exc.location is None:
                 exc.location = instruction.location
@@ -158,28 +259,66 @@ class StageExecutor:
         for warning in self.state.warnings:
             self.build.progress.warn(warning)
         self.state.warnings.clear()
-        self.record(instruction, changes_fs)
 
-    def record(self, instruction: m.Instruction, changes_fs: bool) -> None:
+    def cached_step(self, ins: m.Instruction, position: int | None) -> None:
+        """Look the step up in the cache; run and record it when it is not there."""
+        from builder.cache.keys import step_key
+
+        if not isinstance(ins, _FS_STEPS):
+            self.dispatch(ins, position)
+            key = step_key(self.key, ins.original, sorted(self.scope.values.items()),
+                           self.state.config.to_json(self.build.options.format))
+            entry = self.lookup(key)
+            if entry is None:
+                history = History(created=self.build.created, created_by=cfg.history_text(ins),
+                                  empty_layer=True)
+                entry = self.remember(key, history, None)
+            self.result.config.history.append(copy.copy(entry.history))
+            self.key = key
+            return
+        if isinstance(ins, m.WorkdirInstruction):
+            path = cfg.run_workdir(ins, self.state, lambda w: self.expand(w, ins.location))
+            key = self.fs_key(ins.original, path, self.state.config.user)
+        else:
+            key = self.step_inputs(ins, position)
+        with self.claim(key):
+            entry = self.lookup(key)
+            if entry is None:
+                if isinstance(ins, m.WorkdirInstruction):
+                    changed = self.ensure_dir(path)
+                else:
+                    changed = self.dispatch(ins, position)
+                entry = self.record(ins, changed, key)
+            else:
+                if entry.layer is not None:
+                    self.stack(entry)
+                self.result.config.history.append(copy.copy(entry.history))
+        if entry.layer is not None or not isinstance(ins, m.WorkdirInstruction):
+            self.pending_volumes.clear()
+        self.build.share(key)
+        self.key = key
+
+    def record(self, instruction: m.Instruction, changes_fs: bool, key: str) -> CacheEntry:
         """Write a layer for the step's changes, or an empty-layer history entry."""
-        entries = self.result.workspace.changes() if changes_fs else []
+        entries = self.result.open().changes() if changes_fs else []
         history = History(created=self.build.created, created_by=cfg.history_text(instruction),
                           empty_layer=not entries)
-        if entries:
-            self.add_layer(entries)
+        layer = self.add_layer(entries) if entries else None
         self.result.config.history.append(history)
+        return self.remember(key, history, layer)
 
-    def add_layer(self, entries: list[LayerEntry]) -> None:
+    def add_layer(self, entries: list[LayerEntry]) -> LayerResult:
         """Write the changes as the stage's next layer and make it the workspace's base."""
         from builder.image.layer import write_layer
 
         build = self.build
         layer = write_layer(entries, build.store.layout, compression=build.options.compression,
                             timestamp=build.options.timestamp, format=build.layer_format)
-        self.result.workspace.commit(layer.diff_id)
+        self.result.open().commit(layer.diff_id)
         build.new_layer_dirs.add(layer.diff_id)
         self.result.layers.append(layer)
         self.result.config.diff_ids.append(layer.diff_id)
+        return layer
 
     def dispatch(self, ins: m.Instruction, position: int | None) -> bool:
         """Carry out one instruction; True when it may have changed the file system."""
@@ -260,10 +399,9 @@ class StageExecutor:
 
     # COPY / ADD
 
-    def run_copy(self, ins: m.CopyInstruction, position: int | None) -> None:
-        build = self.build
+    def copy_request(self, ins: m.CopyInstruction) -> tuple[CopyRequest, str | None]:
+        """The step with every word expanded (no owner yet) and its --chown text."""
         expand_one = lambda word: self.expand(word, ins.location)  # noqa: E731
-        is_add = isinstance(ins, m.AddInstruction)
         heredoc_names = {f"<<{h.name}": h for h in ins.heredocs}
         heredoc_names.update({f"<<-{h.name}": h for h in ins.heredocs})
         sources: list[str] = []
@@ -280,9 +418,7 @@ class StageExecutor:
         workdir = self.state.config.working_dir or "/"
         dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir, raw_dest)
         dest_is_dir = raw_dest.endswith("/") or raw_dest in (".", "./") or raw_dest.endswith("/.")
-        owner = None
-        if ins.chown:
-            owner = lookup_owner(self.result.root, expand_one(ins.chown))
+        chown = expand_one(ins.chown) if ins.chown else None
         chmod = expand_one(ins.chmod) if ins.chmod else None
         if chmod:
             check_chmod(chmod)
@@ -291,11 +427,18 @@ class StageExecutor:
             checksum = expand_one(ins.checksum)
         request = CopyRequest(
             keyword=ins.keyword, sources=tuple(sources), dest=dest, dest_is_dir=dest_is_dir,
-            owner=owner, chmod=chmod, parents=ins.parents,
+            chmod=chmod, parents=ins.parents,
             excludes=tuple(expand_one(x) for x in ins.excludes), heredocs=heredocs,
-            checksum=checksum, timestamp=build.options.timestamp,
+            checksum=checksum, timestamp=self.build.options.timestamp,
         )
+        return request, chown
+
+    def run_copy(self, ins: m.CopyInstruction, position: int | None) -> None:
+        request, chown = self.copy_request(ins)
+        if chown:
+            request = dataclasses.replace(request, owner=lookup_owner(self.result.root, chown))
         tree = self.source_tree(position)
+        is_add = isinstance(ins, m.AddInstruction)
         copy_into(self.result.root, request, tree, download if is_add else None)
 
     def source_tree(self, position: int | None) -> SourceTree:
@@ -303,6 +446,70 @@ class StageExecutor:
         if ref is None:
             return self.build.context_tree()
         return SourceTree(self.build.root_of(ref))
+
+    def step_inputs(self, ins: m.CopyInstruction | m.RunInstruction, position: int | None) -> str:
+        """The cache key of a COPY, ADD or RUN: its expanded inputs and the content it uses."""
+        if isinstance(ins, m.CopyInstruction):
+            request, chown = self.copy_request(ins)
+            ref = self.plan.sources.get(position) if position is not None else None
+            if ref is not None:
+                content = self.ref_identity(ref)
+            else:
+                content = self.context_digest(request)
+            if isinstance(ins, m.AddInstruction) and not request.checksum and any(
+                    s.lower().startswith(("http://", "https://")) for s in request.sources):
+                import uuid
+
+                content = uuid.uuid4().hex  # a download without a checksum always runs
+            return self.fs_key(ins.keyword, dataclasses.asdict(request), chown, content)
+        from builder.cache.keys import paths_digest
+        from builder.context import context_path
+        from builder.executor.mounts import parse_run_mount
+
+        state, options = self.state, self.build.options
+        mounts = [self.expand(raw, ins.location) for raw in ins.mounts]
+        used: list[str] = []
+        for mount in map(parse_run_mount, mounts):
+            if mount.type != "bind":
+                continue  # caches and tmpfs start as they are; a secret counts by its id
+            if mount.from_:
+                used.append(self.name_identity(mount.from_))
+            else:
+                rel = context_path(mount.source or ".")
+                used.append(paths_digest(os.fspath(self.build.context), [rel],
+                                         stats=self.build.stat_cache()))
+        return self.fs_key(
+            "RUN", ins.original, _run_argv(ins, state.shell),
+            sorted({**self.scope.values, **state.env_map()}.items()),
+            state.config.working_dir or "/", state.config.user or "",
+            ins.network or options.network or "private", options.isolation,
+            [h.body for h in ins.heredocs], mounts, used,
+        )
+
+    def context_digest(self, request: CopyRequest) -> str:
+        """Digest of the context files a COPY/ADD reads (after the ignore file)."""
+        from builder.cache.keys import paths_digest
+        from builder.executor.copier import _expand_sources
+
+        tree = self.build.context_tree()
+        rels = [source.rel for source in _expand_sources(tree, request)]
+        visible = tree.visible if tree.included is not None else None
+        return paths_digest(os.fspath(tree.root), rels, visible=visible,
+                            stats=self.build.stat_cache())
+
+    def ref_identity(self, ref: StageRef) -> str:
+        if ref.stage is not None:
+            return self.build.results[ref.stage].identity()
+        assert ref.image is not None
+        return self.build.image_digest(ref.image)
+
+    def name_identity(self, name: str) -> str:
+        """What ``RUN --mount from=NAME`` names: a stage's layers or an image's digest."""
+        for index, result in list(self.build.results.items()):
+            stage_name = result.plan.name
+            if (stage_name and stage_name.lower() == name.lower()) or name == str(index):
+                return result.identity()
+        return self.build.image_digest(name)
 
     # RUN
 
@@ -315,6 +522,7 @@ class StageExecutor:
         argv = _run_argv(ins, state.shell)
         env = {**self.scope.values, **state.env_map()}
         workdir = state.config.working_dir or "/"
+        root = self.result.root
         self.ensure_dir(workdir)
         mounts = []
         if ins.mounts:
@@ -324,13 +532,16 @@ class StageExecutor:
                 stage_root=build.root_by_name,
                 cache_root=build.store.root / "cache", secrets=build.options.secrets,
             )
+            for spec in mounts:
+                if spec.type == "cache" and spec.source is not None:
+                    build.cache_mount_used(spec.source)
         spec = RunSpec(
             argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir,
             user=state.config.user or "", hostname="pybuild",
             network=ins.network or build.options.network or "private", mounts=tuple(mounts),
             isolation=build.options.isolation or "chroot",
         )
-        status = run_in_sandbox(self.result.root, spec)
+        status = run_in_sandbox(root, spec)
         if status != 0:
             raise StepError(
                 f'error building at STEP "{ins.original}": exit status {status}',

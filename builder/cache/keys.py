@@ -1,0 +1,95 @@
+"""Cache keys: one sha256 per build step from everything that decides its result.
+
+A key covers the parent (the previous step's key and the layers so far), the
+step's expanded inputs and, for COPY/ADD and bind mounts from the context,
+the content of the files used: relative path, type, mode, owner and content
+digest (symlinks: their target), never mtimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterable
+from typing import Any
+
+from builder.cache.statcache import StatCache
+
+
+def step_key(parent: str, *parts: Any) -> str:
+    """The key of a step with ``parts`` (JSON-able) after ``parent``."""
+    data = json.dumps([parent, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def layers_identity(diff_ids: Iterable[str]) -> str:
+    """The identity of a root filesystem: its layers' diff_ids, in order."""
+    return hashlib.sha256(" ".join(diff_ids).encode()).hexdigest()
+
+
+def _entry(rel: str, path: str, st: os.stat_result, stats: StatCache | None) -> str:
+    mode = st.st_mode
+    head = f"{rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}"
+    if stat.S_ISREG(mode):
+        digest = stats.digest(rel, path, st) if stats is not None else _plain_digest(path)
+        return f"{head}\0{digest}"
+    if stat.S_ISLNK(mode):
+        return f"{head}\0{os.readlink(path)}"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return f"{head}\0{st.st_rdev}"
+    return head
+
+
+def _plain_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
+                 stats: StatCache | None = None) -> str:
+    """Digest of the given paths under ``root`` and of everything below the directories
+    among them; ``visible(rel)`` filters paths (the ignore file), symlinks are not followed
+    except for a top-level one, whose target is hashed as well."""
+    h = hashlib.sha256()
+    for top in sorted(set(rels)):
+        path = os.path.join(root, top) if top else root
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            h.update(f"{top}\0missing\n".encode("utf-8", "surrogateescape"))
+            continue
+        if stat.S_ISLNK(st.st_mode) and os.path.exists(path):
+            real = os.path.realpath(path)
+            if real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + "/"):
+                h.update(f"{top}\0->\0{os.readlink(path)}\n".encode("utf-8", "surrogateescape"))
+                path, st = real, os.stat(real)
+        h.update(_entry(top, path, st, stats if path.startswith(root) else None)
+                 .encode("utf-8", "surrogateescape") + b"\n")
+        if stat.S_ISDIR(st.st_mode):
+            _walk(h, root, path, top, visible, stats)
+    return h.hexdigest()
+
+
+def _walk(h: Any, root: str, directory: str, rel: str, visible: Any,
+          stats: StatCache | None) -> None:
+    stack = [(directory, rel)]
+    while stack:
+        current, prefix = stack.pop()
+        with os.scandir(current) as it:
+            children = sorted(it, key=lambda e: e.name)
+        below: list[tuple[str, str]] = []
+        for child in children:
+            child_rel = f"{prefix}/{child.name}" if prefix else child.name
+            if visible is not None and not visible(child_rel):
+                continue
+            st = child.stat(follow_symlinks=False)
+            h.update(_entry(child_rel, child.path, st, stats)
+                     .encode("utf-8", "surrogateescape") + b"\n")
+            if stat.S_ISDIR(st.st_mode):
+                below.append((child.path, child_rel))
+        stack.extend(reversed(below))

@@ -1,0 +1,75 @@
+"""Content digests of context files, remembered by (device, inode, size, mtime, ctime).
+
+One file per context directory under ``<store>/cache/stat/``: an unchanged
+file is never read twice, across builds. A touched file (new mtime and ctime)
+is read again; its digest, and so the cache key, stays the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+_READ = 1 << 20
+
+
+def _digest_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_READ):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class StatCache:
+    """sha256 of the regular files under one context directory, cached by stat."""
+
+    def __init__(self, store_root: Path, context: Path) -> None:
+        name = hashlib.sha256(os.fsencode(os.path.realpath(context))).hexdigest()[:32]
+        self.path = Path(store_root) / "cache" / "stat" / f"{name}.json"
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[int | str]] | None = None
+        self._seen: dict[str, list[int | str]] = {}
+        self.hashed = 0  # files read this time
+
+    def _load(self) -> dict[str, list[int | str]]:
+        if self._entries is None:
+            try:
+                loaded = json.loads(self.path.read_bytes())
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def digest(self, rel: str, path: str, st: os.stat_result) -> str:
+        """The sha256 (hex) of the regular file ``path`` known as ``rel``."""
+        stamp: list[int | str] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                  st.st_ctime_ns]
+        with self._lock:
+            known = self._load().get(rel)
+        if known is not None and known[:5] == stamp:
+            self._seen[rel] = known
+            return str(known[5])
+        value = _digest_file(path)
+        with self._lock:
+            self._seen[rel] = [*stamp, value]
+            self.hashed += 1
+        return value
+
+    def save(self) -> None:
+        """Write what this build saw (entries of files it did not look at are kept)."""
+        with self._lock:
+            entries = self._load()
+            if all(entries.get(k) == v for k, v in self._seen.items()):
+                return
+            entries.update(self._seen)
+            from builder.image.layout import write_atomic
+
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(self.path, json.dumps(entries, separators=(",", ":")).encode())
+            except OSError:
+                pass  # only a cache: the next build hashes again
