@@ -1,0 +1,20 @@
+#!/bin/sh
+# A CI job any runner can execute: build with a cache shared through a registry,
+# then push. Runner after runner, steps hit the cache pushed by earlier jobs,
+# and RUN --mount=type=cache directories (pip, apt, go caches) arrive warm.
+#
+#   REGISTRY=registry.example.com/team CI_COMMIT_SHA=abc123 sh build.sh [CONTEXT]
+set -eu
+: "${REGISTRY:?set REGISTRY to host[:port]/namespace}"
+context=${1:-.}
+tag=${CI_COMMIT_SHA:-latest}
+cache="$REGISTRY/app-cache"
+
+if [ -n "${REGISTRY_PASSWORD:-}" ]; then
+  printf '%s' "$REGISTRY_PASSWORD" |
+    pybuild login -u "$REGISTRY_USER" --password-stdin "${REGISTRY%%/*}"
+fi
+pybuild bud \
+  --cache-from "$cache" --cache-to "$cache" --cache-mounts --cache-ttl 168h \
+  -t "$REGISTRY/app:$tag" "$context"
+pybuild push "$REGISTRY/app:$tag"
