@@ -5,24 +5,36 @@ The store root is itself an OCI image layout, so other tools can read it
 ``index.json`` annotated with ``org.opencontainers.image.ref.name``; an image
 without names keeps one unannotated descriptor. Private directories: ``tmp/``
 (temporary files on the same file system), ``layers/`` (root filesystems),
-``cache/`` (build cache). Reference updates and garbage collection run under
-an exclusive ``fcntl`` lock on ``ROOT/lock``.
+``cache/`` (build cache), ``workspaces/`` (root filesystems being built).
+Reference updates and garbage collection run under an exclusive ``fcntl`` lock
+on ``ROOT/lock``; writers of blobs not yet referenced hold a shared lock on
+``ROOT/gc.lock`` (a pin), which garbage collection never waits for.
+
+Crash safety: blobs and ``index.json`` are written to a temporary file, fsynced,
+renamed into place and the directory fsynced. Each process writes its temporary
+files under ``tmp/<pid>.<start time>/``, removed when it exits; the directory of
+a process that is gone (killed) is a leftover, and so, once no other process
+uses the store, are half-extracted layers and workspaces. Opening a store
+removes leftovers and then collects the blobs a dead process left unreferenced.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
 import re
+import shutil
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ImageError, ImageNotFound, StoreError, UsageError
+from builder.errors import ImageError, ImageNotFound, PybuildError, StoreError, UsageError
 from builder.image.digest import is_digest
-from builder.image.layout import TEMP_PREFIX, Layout
+from builder.image.layout import TEMP_PREFIX, BlobWriter, Layout, write_atomic
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
@@ -40,6 +52,8 @@ _NAME = re.compile(
 )
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{3,64}$")
+_PROCESS_DIR = re.compile(r"^(\d+)\.(\d+)$")
+_WAIT_STEP = 0.05
 
 
 def normalize_name(name: str) -> str:
@@ -100,15 +114,61 @@ class ImageRecord:
     size: int
 
 
-class Store:
-    """The image store at ``root``; directories are created on first write."""
+@dataclass
+class Pruned:
+    """What ``Store.prune`` removed; sizes in bytes (disk usage for directories)."""
 
-    def __init__(self, root: Path) -> None:
+    images: list[str]  # IDs of the dangling images deleted
+    blobs: int = 0
+    blob_bytes: int = 0
+    layers: int = 0
+    layer_bytes: int = 0
+    cache_bytes: int = 0
+    leftovers: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.blob_bytes + self.layer_bytes + self.cache_bytes
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something a dead process left in the store: ``kind`` is "temp",
+    "partial-layer" or "workspace"; ``path`` is absolute."""
+
+    kind: str
+    path: Path
+    why: str
+
+
+class _StoreLayout(Layout):
+    """The store's layout: renames of blobs are made durable by fsyncing the
+    directory, and ``index.json`` is staged in the process's temporary directory."""
+
+    def write_index(self, index: Index) -> None:
+        write_atomic(self.root / "index.json", index.to_json(), tmp_dir=self.tmp_dir)
+
+    @contextlib.contextmanager
+    def blob_writer(self, expected: str | None = None) -> Iterator[BlobWriter]:
+        with super().blob_writer(expected) as writer:
+            yield writer
+        fsync_dir(self.blobs)
+
+
+class Store:
+    """The image store at ``root``; directories are created on first write.
+
+    Opening a store registers this process in ``tmp/`` and, unless ``recover``
+    is false, removes what dead processes left behind (see ``clean_leftovers``).
+    """
+
+    def __init__(self, root: Path, *, recover: bool = True) -> None:
         self.root = Path(root)
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._thread_lock = threading.RLock()
         self._layout: Layout | None = None
+        self._exclusive = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -121,17 +181,118 @@ class Store:
                 f"opening image store {self.root}: directory is not writable",
                 hint="pass a writable directory with --root or PYBUILD_ROOT",
             )
+        self._tmp = self._register()
+        if recover and self.clean_leftovers():
+            with contextlib.suppress(PybuildError):  # a damaged store is for `check` to report
+                self.gc()
 
     @property
     def layout(self) -> Layout:
         if self._layout is None:
-            self._layout = Layout(self.root, tmp_dir=self.tmp_dir())
+            if (self.root / "index.json").exists() and (self.root / "oci-layout").exists():
+                self._layout = _StoreLayout(self.root, tmp_dir=self.tmp_dir())
+            else:
+                with self.lock():  # two processes creating one store
+                    self._layout = _StoreLayout(self.root, tmp_dir=self.tmp_dir())
         return self._layout
 
     def tmp_dir(self) -> Path:
-        path = self.root / "tmp"
-        path.mkdir(exist_ok=True)
+        """This process's directory for temporary files (same file system as the blobs)."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        return self._tmp
+
+    def _register(self) -> Path:
+        key = process_key(os.getpid())
+        if key is None:  # no /proc: fall back to the PID alone
+            key = f"{os.getpid()}.0"
+        path = self.root / "tmp" / key
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"opening image store {self.root}: {exc.strerror or exc}") from exc
+        if path not in _REGISTERED:
+            _REGISTERED.add(path)
+            atexit.register(_unregister, path, os.getpid())
         return path
+
+    # -- leftovers of dead processes
+
+    def other_processes(self) -> list[str]:
+        """Keys ("<pid>.<start>") of the other live processes using this store."""
+        try:
+            names = os.listdir(self.root / "tmp")
+        except FileNotFoundError:
+            return []
+        return [n for n in names if n != self._tmp.name and _PROCESS_DIR.match(n)
+                and process_alive(n)]
+
+    def leftovers(self) -> list[Leftover]:
+        """What dead processes left: their temporary directories always; temporary
+        files outside them, half-extracted layers and workspaces only when no
+        other process uses the store (their owner cannot be told)."""
+        found: list[Leftover] = []
+        tmp = self.root / "tmp"
+        alone = not self.other_processes()
+        for name in _listdir(tmp):
+            if name == self._tmp.name:
+                continue
+            if _PROCESS_DIR.match(name):
+                if not process_alive(name):
+                    found.append(Leftover("temp", tmp / name,
+                                          f"process {name.partition('.')[0]} is gone"))
+            elif alone:
+                found.append(Leftover("temp", tmp / name, "no process owns it"))
+        if not alone:
+            return found
+        for directory in (self.root, self.root / "blobs" / "sha256"):
+            for name in _listdir(directory):
+                if name.startswith(TEMP_PREFIX):
+                    found.append(Leftover("temp", directory / name, "no process owns it"))
+        for name in _listdir(self.root / "layers"):
+            if name.startswith(TEMP_PREFIX):
+                found.append(Leftover("partial-layer", self.root / "layers" / name,
+                                      "extraction never finished"))
+        for name in _listdir(self.root / "workspaces"):
+            found.append(Leftover("workspace", self.root / "workspaces" / name,
+                                  "no build is using it"))
+        return found
+
+    def clean_leftovers(self) -> list[Leftover]:
+        """Remove ``leftovers()`` (unmounting workspaces first); returns them."""
+        found = self.leftovers()
+        for item in found:
+            if item.kind == "workspace":
+                _unmount_below(item.path)
+            _remove(item.path)
+        return found
+
+    @property
+    def holds_exclusive(self) -> bool:
+        """Whether this Store is inside ``exclusive()``."""
+        return self._exclusive
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """The store lock with no pins held by anyone: waits until other processes'
+        writes of unreferenced blobs are done (releasing the lock meanwhile)."""
+        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while True:
+                with self.lock():
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        pass
+                    else:
+                        self._exclusive = True
+                        try:
+                            yield
+                        finally:
+                            self._exclusive = False
+                        return
+                time.sleep(_WAIT_STEP)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -251,12 +412,13 @@ class Store:
         if manifest.media_type not in MANIFEST_TYPES:
             raise ImageError(f"storing manifest: unsupported media type {manifest.media_type!r}")
         layout = self.layout
-        for desc in [manifest.config, *manifest.layers]:
-            if not layout.has_blob(desc.digest):
-                raise ImageError(f"storing manifest: blob {desc.digest} is missing from the store")
-        digest, size = layout.put_blob(manifest_bytes)
         wanted = [normalize_name(n) for n in names]
-        with self.lock():
+        with self.pin(), self.lock():
+            for desc in [manifest.config, *manifest.layers]:
+                if not layout.has_blob(desc.digest):
+                    raise ImageError(
+                        f"storing manifest: blob {desc.digest} is missing from the store")
+            digest, size = layout.put_blob(manifest_bytes)
             index = layout.read_index()
             desc = Descriptor(manifest.media_type, digest, size)
             if not any(d.digest == digest for d in index.manifests):
@@ -329,27 +491,75 @@ class Store:
         with self.lock():
             fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return 0
+                if not self._exclusive:  # exclusive() holds the gc lock already
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        return 0
                 keep = self._referenced(layout.read_index())
                 removed = 0
                 for digest in layout.blob_digests():
                     if digest not in keep:
                         layout.remove_blob(digest)
                         removed += 1
-                for directory in (layout.blobs, self.tmp_dir()):
-                    for name in os.listdir(directory):
-                        if name.startswith(TEMP_PREFIX):
-                            with contextlib.suppress(OSError):
-                                os.unlink(directory / name)
+                for name in _listdir(layout.blobs):
+                    if name.startswith(TEMP_PREFIX):
+                        with contextlib.suppress(OSError):
+                            os.unlink(layout.blobs / name)
+                self.clean_leftovers()
                 return removed
             finally:
                 os.close(fd)
 
+    def prune(self, *, all_layers: bool = False) -> Pruned:
+        """Remove dangling (unnamed) images, unused blobs, the build cache, leftovers
+        and extracted layers no image or working container needs (``all_layers``:
+        every extracted layer no working container needs). Waits for pins."""
+        with self.exclusive():
+            pruned = Pruned(images=[], leftovers=len(self.clean_leftovers()))
+            index = self.layout.read_index()
+            named = {d.digest for d in index.manifests
+                     if (d.annotations or {}).get(ANNOTATION_REF_NAME)}
+            for desc in index.manifests:
+                if desc.digest not in named and desc.media_type in MANIFEST_TYPES:
+                    with contextlib.suppress(PybuildError):
+                        pruned.images.append(self._record(desc.digest, ()).id)
+            index.manifests = [d for d in index.manifests if d.digest in named]
+            self.layout.write_index(index)
+            before = {d: _size(self.layout.blob_path(d)) for d in self.layout.blob_digests()}
+            self.gc()
+            after = set(self.layout.blob_digests())
+            gone = [d for d in before if d not in after]
+            pruned.blobs, pruned.blob_bytes = len(gone), sum(before[d] for d in gone)
+            needed = set() if all_layers else {
+                diff_id.partition(":")[2] for record in self.images()
+                for diff_id in record.config.diff_ids}
+            if (self.root / "containers").is_dir():
+                from builder.containers import list_containers
+
+                needed |= {diff_id.partition(":")[2] for c in list_containers(self)
+                           for _, diff_id, _ in c.layers}
+            for name in _listdir(self.root / "layers"):
+                if name not in needed and not name.startswith("."):
+                    pruned.layers += 1
+                    pruned.layer_bytes += _disk_usage(self.root / "layers" / name)
+                    _remove(self.root / "layers" / name)
+            for name in _listdir(self.root / "cache"):
+                pruned.cache_bytes += _disk_usage(self.root / "cache" / name)
+                _remove(self.root / "cache" / name)
+            return pruned
+
+    def container_blobs(self) -> set[str]:
+        """Blobs working containers are built on (kept even when their image is gone)."""
+        if not (self.root / "containers").is_dir():
+            return set()
+        from builder.containers import list_containers
+
+        return {digest for container in list_containers(self)
+                for digest, _, _ in container.layers}
+
     def _referenced(self, index: Index) -> set[str]:
-        keep: set[str] = set()
+        keep: set[str] = self.container_blobs()
         pending = list(index.manifests)
         while pending:
             desc = pending.pop()
@@ -358,14 +568,126 @@ class Store:
             keep.add(desc.digest)
             if not self.layout.has_blob(desc.digest):
                 continue
-            data = self.layout.read_blob(desc.digest)
-            if desc.media_type in INDEX_TYPES:
-                pending.extend(Index.from_json(data).manifests)
-            elif desc.media_type in MANIFEST_TYPES:
-                manifest = Manifest.from_json(data)
-                keep.add(manifest.config.digest)
-                keep.update(layer.digest for layer in manifest.layers)
+            try:
+                data = self.layout.read_blob(desc.digest)
+                if desc.media_type in INDEX_TYPES:
+                    pending.extend(Index.from_json(data).manifests)
+                elif desc.media_type in MANIFEST_TYPES:
+                    manifest = Manifest.from_json(data)
+                    keep.add(manifest.config.digest)
+                    keep.update(layer.digest for layer in manifest.layers)
+            except ImageError as exc:
+                raise StoreError(f"collecting unused blobs: {exc}",
+                                 hint="run `pybuild check --repair`") from exc
         return keep
+
+
+_REGISTERED: set[Path] = set()
+
+
+def _unregister(path: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_key(pid: int) -> str | None:
+    """"<pid>.<start time in clock ticks>", naming one process across PID reuse;
+    None when the process does not exist or is a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return f"{pid}.{int(fields[19])}"
+
+
+def process_alive(key: str) -> bool:
+    """Whether the process a ``process_key`` names still runs."""
+    pid_text, _, start = key.partition(".")
+    pid = int(pid_text)
+    if start == "0" or not os.path.exists("/proc/self/stat"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return process_key(pid) == key
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes of disk a file or directory tree takes (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    paths = [os.fspath(path)]
+    for directory, dirs, files in os.walk(path):
+        paths.extend(os.path.join(directory, name) for name in [*dirs, *files])
+    for full in paths:
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _unmount_below(path: Path) -> None:
+    """Detach every mount at or below ``path`` (a killed build's overlay), deepest first."""
+    prefix = os.fspath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            points = [_unescape(line.split()[4]) for line in f if len(line.split()) > 4]
+    except OSError:
+        return
+    inside = [p for p in points if p == prefix or p.startswith(prefix + "/")]
+    if not inside:
+        return
+    from builder.rootfs import syscalls
+
+    for point in sorted(set(inside), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            syscalls.umount(point, syscalls.MNT_DETACH)
+
+
+def _unescape(field: str) -> str:
+    """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _is_qualified(ref: str) -> bool:

@@ -49,13 +49,64 @@ def _dumps(obj: Any) -> bytes:
 def _loads(data: bytes | str | dict[str, Any], what: str) -> dict[str, Any]:
     if isinstance(data, dict):
         return data
+    if not isinstance(data, (bytes, bytearray, str)):
+        raise ImageError(f"reading {what}: expected a JSON object")
     try:
         obj = json.loads(data)
     except ValueError as exc:
         raise ImageError(f"reading {what}: invalid JSON: {exc}") from exc
+    except RecursionError:
+        raise ImageError(f"reading {what}: invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise ImageError(f"reading {what}: expected a JSON object")
     return obj
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ImageError(f"reading {what}: expected a JSON object")
+    return value
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_map_of(v: Any, kind: type) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, kind) for x in v.values())
+
+
+# JSON shape -> (test, name for errors)
+_SHAPES: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str), "string"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "non-negative integer"),
+    "bool": (lambda v: isinstance(v, bool), "boolean"),
+    "object": (lambda v: isinstance(v, dict), "JSON object"),
+    "str-list": (_is_str_list, "list of strings"),
+    "str-map": (lambda v: _is_map_of(v, str), "map of strings"),
+    "object-map": (lambda v: _is_map_of(v, dict), "map of objects"),
+}
+
+
+def _field(d: dict[str, Any], key: str, shape: str, what: str) -> Any:
+    """``d[key]`` checked against a JSON shape (see ``_SHAPES``); None when absent or null."""
+    value = d.get(key)
+    if value is None:
+        return None
+    test, name = _SHAPES[shape]
+    if not test(value):
+        raise ImageError(f"reading {what}: field {key!r} is not a {name}")
+    return value
+
+
+def _list(d: dict[str, Any], key: str, what: str) -> list[Any]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ImageError(f"reading {what}: field {key!r} is not a list")
+    return value
 
 
 def _put(out: dict[str, Any], key: str, value: Any) -> None:
@@ -81,10 +132,14 @@ class Platform:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Platform:
+        what = "platform"
+        d = _object(d, what)
         return cls(
-            architecture=d.get("architecture", ""), os=d.get("os", ""),
-            variant=d.get("variant"), os_version=d.get("os.version"),
-            os_features=d.get("os.features"),
+            architecture=_field(d, "architecture", "str", what) or "",
+            os=_field(d, "os", "str", what) or "",
+            variant=_field(d, "variant", "str", what),
+            os_version=_field(d, "os.version", "str", what),
+            os_features=_field(d, "os.features", "str-list", what),
         )
 
 
@@ -111,32 +166,38 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Descriptor:
-        try:
-            return cls(
-                media_type=d.get("mediaType", ""), digest=d["digest"], size=int(d["size"]),
-                annotations=d.get("annotations"),
-                platform=Platform.from_json(d["platform"]) if d.get("platform") else None,
-                urls=d.get("urls"), artifact_type=d.get("artifactType"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ImageError(f"reading descriptor: missing or bad field {exc}") from exc
+        what = "descriptor"
+        d = _object(d, what)
+        digest = _field(d, "digest", "str", what)
+        size = _field(d, "size", "int", what)
+        if digest is None or size is None:
+            missing = "digest" if digest is None else "size"
+            raise ImageError(f"reading descriptor: missing field {missing!r}")
+        platform = _field(d, "platform", "object", what)
+        return cls(
+            media_type=_field(d, "mediaType", "str", what) or "", digest=digest, size=size,
+            annotations=_field(d, "annotations", "str-map", what),
+            platform=Platform.from_json(platform) if platform else None,
+            urls=_field(d, "urls", "str-list", what),
+            artifact_type=_field(d, "artifactType", "str", what),
+        )
 
 
-# (attribute, JSON key, OCI-spec field?) of the container configuration
-_CONTAINER_FIELDS: tuple[tuple[str, str, bool], ...] = (
-    ("user", "User", True),
-    ("exposed_ports", "ExposedPorts", True),
-    ("env", "Env", True),
-    ("entrypoint", "Entrypoint", True),
-    ("cmd", "Cmd", True),
-    ("volumes", "Volumes", True),
-    ("working_dir", "WorkingDir", True),
-    ("labels", "Labels", True),
-    ("stop_signal", "StopSignal", True),
-    ("args_escaped", "ArgsEscaped", True),
-    ("shell", "Shell", False),
-    ("healthcheck", "Healthcheck", False),
-    ("on_build", "OnBuild", False),
+# (attribute, JSON key, OCI-spec field?, JSON shape) of the container configuration
+_CONTAINER_FIELDS: tuple[tuple[str, str, bool, str], ...] = (
+    ("user", "User", True, "str"),
+    ("exposed_ports", "ExposedPorts", True, "object-map"),
+    ("env", "Env", True, "str-list"),
+    ("entrypoint", "Entrypoint", True, "str-list"),
+    ("cmd", "Cmd", True, "str-list"),
+    ("volumes", "Volumes", True, "object-map"),
+    ("working_dir", "WorkingDir", True, "str"),
+    ("labels", "Labels", True, "str-map"),
+    ("stop_signal", "StopSignal", True, "str"),
+    ("args_escaped", "ArgsEscaped", True, "bool"),
+    ("shell", "Shell", False, "str-list"),
+    ("healthcheck", "Healthcheck", False, "object"),
+    ("on_build", "OnBuild", False, "str-list"),
 )
 
 
@@ -161,22 +222,23 @@ class ContainerConfig:
     def to_json(self, format: str = "oci") -> dict[str, Any]:
         """Docker-only fields (Shell, Healthcheck, OnBuild) are omitted for "oci"."""
         out: dict[str, Any] = {}
-        for attr, key, in_oci in _CONTAINER_FIELDS:
+        for attr, key, in_oci, _ in _CONTAINER_FIELDS:
             if in_oci or format == "docker":
                 _put(out, key, getattr(self, attr))
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> ContainerConfig:
-        d = d or {}
-        values = {attr: d.get(key) for attr, key, _ in _CONTAINER_FIELDS}
+        what = "container config"
+        d = _object(d or {}, what)
+        values = {attr: _field(d, key, shape, what) for attr, key, _, shape in _CONTAINER_FIELDS}
         values["user"] = values["user"] or ""
         values["working_dir"] = values["working_dir"] or ""
         return cls(**values)
 
     def docker_only_fields(self) -> list[str]:
         """JSON keys set here that the OCI config spec has no place for."""
-        return [key for attr, key, in_oci in _CONTAINER_FIELDS
+        return [key for attr, key, in_oci, _ in _CONTAINER_FIELDS
                 if not in_oci and getattr(self, attr) is not None]
 
 
@@ -200,9 +262,13 @@ class History:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> History:
+        what = "history entry"
+        d = _object(d, what)
         return cls(
-            created=d.get("created"), created_by=d.get("created_by"), author=d.get("author"),
-            comment=d.get("comment"), empty_layer=bool(d.get("empty_layer", False)),
+            created=_field(d, "created", "str", what),
+            created_by=_field(d, "created_by", "str", what),
+            author=_field(d, "author", "str", what), comment=_field(d, "comment", "str", what),
+            empty_layer=bool(_field(d, "empty_layer", "bool", what)),
         )
 
 
@@ -237,15 +303,20 @@ class ImageConfig:
 
     @classmethod
     def from_json(cls, data: bytes | str | dict[str, Any]) -> ImageConfig:
-        d = _loads(data, "image config")
-        rootfs = d.get("rootfs") or {}
+        what = "image config"
+        d = _loads(data, what)
+        rootfs = _field(d, "rootfs", "object", what) or {}
         return cls(
-            architecture=d.get("architecture", ""), os=d.get("os", ""),
-            variant=d.get("variant"), created=d.get("created"), author=d.get("author"),
-            config=ContainerConfig.from_json(d.get("config")),
-            diff_ids=list(rootfs.get("diff_ids") or []),
-            history=[History.from_json(h) for h in d.get("history") or []],
-            os_version=d.get("os.version"), os_features=d.get("os.features"),
+            architecture=_field(d, "architecture", "str", what) or "",
+            os=_field(d, "os", "str", what) or "",
+            variant=_field(d, "variant", "str", what),
+            created=_field(d, "created", "str", what),
+            author=_field(d, "author", "str", what),
+            config=ContainerConfig.from_json(_field(d, "config", "object", what)),
+            diff_ids=list(_field(rootfs, "diff_ids", "str-list", "image config rootfs") or []),
+            history=[History.from_json(h) for h in _list(d, "history", what)],
+            os_version=_field(d, "os.version", "str", what),
+            os_features=_field(d, "os.features", "str-list", what),
         )
 
 
@@ -266,14 +337,15 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes | str | dict[str, Any]) -> Manifest:
-        d = _loads(data, "manifest")
+        what = "manifest"
+        d = _loads(data, what)
         if "config" not in d:
             raise ImageError("reading manifest: no config descriptor")
         return cls(
             config=Descriptor.from_json(d["config"]),
-            layers=[Descriptor.from_json(x) for x in d.get("layers") or []],
-            media_type=d.get("mediaType") or MEDIA_OCI_MANIFEST,
-            annotations=d.get("annotations"),
+            layers=[Descriptor.from_json(x) for x in _list(d, "layers", what)],
+            media_type=_field(d, "mediaType", "str", what) or MEDIA_OCI_MANIFEST,
+            annotations=_field(d, "annotations", "str-map", what),
         )
 
 
@@ -291,9 +363,10 @@ class Index:
 
     @classmethod
     def from_json(cls, data: bytes | str | dict[str, Any]) -> Index:
-        d = _loads(data, "image index")
+        what = "image index"
+        d = _loads(data, what)
         return cls(
-            manifests=[Descriptor.from_json(x) for x in d.get("manifests") or []],
-            annotations=d.get("annotations"),
-            media_type=d.get("mediaType") or MEDIA_OCI_INDEX,
+            manifests=[Descriptor.from_json(x) for x in _list(d, "manifests", what)],
+            annotations=_field(d, "annotations", "str-map", what),
+            media_type=_field(d, "mediaType", "str", what) or MEDIA_OCI_INDEX,
         )
