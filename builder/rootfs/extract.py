@@ -97,13 +97,15 @@ def extract_layer(
             for member in tar:
                 extractor.add(tar, member)
         reader.drain()
+        extractor.finish()
     except LayerError:
         raise
     except read_errors as exc:
         raise LayerError(f"reading layer {layer_digest}: {exc or 'truncated data'}") from exc
     except OSError as exc:
         raise LayerError(f"extracting layer {layer_digest}: {exc}") from exc
-    extractor.finish()
+    except (OverflowError, ValueError) as exc:  # out-of-range numbers in headers
+        raise LayerError(f"extracting layer {layer_digest}: bad entry header: {exc}") from exc
     actual = "sha256:" + reader.hash.hexdigest()
     if diff_id is not None and actual != diff_id:
         raise DigestMismatch(
@@ -279,6 +281,24 @@ class _Extractor:
                 raise
 
     def finish(self) -> None:
-        """Set directory metadata, deepest first, once children exist."""
+        """Set directory metadata, deepest first, once children exist.
+
+        A later entry may have replaced a directory or one of its parents (with a
+        symlink, say): such a directory is gone from the layer and is skipped, so
+        nothing is ever changed through a link.
+        """
         for rel, member in sorted(self.dirs, key=lambda item: item[0].count("/"), reverse=True):
-            self.metadata(self.path(rel), member)
+            if self.real_directory(rel):
+                self.metadata(self.path(rel), member)
+
+    def real_directory(self, rel: str) -> bool:
+        """Whether ``rel`` and all its parents are directories, not links, under the root."""
+        current = str(self.dest)
+        for part in rel.split("/") if rel else ():
+            current = os.path.join(current, part)
+            try:
+                if not stat.S_ISDIR(os.lstat(current).st_mode):
+                    return False
+            except FileNotFoundError:
+                return False
+        return True

@@ -33,8 +33,6 @@ def test_parsers_raise_only_pybuild_errors(kind: str) -> None:
     fuzz()
 
 
-@pytest.mark.xfail(reason="extract_layer: the bugs reproduced below (reported to the rootfs "
-                          "owner); remove this mark once they are fixed", strict=False)
 def test_extract_layer_on_random_tars() -> None:
     @FAST
     @given(layer_streams(), st.sampled_from(["overlay", "apply"]))
@@ -68,8 +66,6 @@ def _entry(name: str, kind: bytes, link: str = "",
 
 @pytest.mark.parametrize("pax", [{"mtime": "1e30"}, {"mtime": "nan"},
                                  {"uid": "99999999999999999999"}], ids=["mtime", "nan", "uid"])
-@pytest.mark.xfail(strict=True, reason="reported: out-of-range PAX numbers escape as "
-                                       "OverflowError/ValueError, not LayerError")
 def test_out_of_range_pax_numbers_are_layer_errors(tmp_path: Path, pax: dict[str, str]) -> None:
     blob = _tar(_file("f", pax))
     try:
@@ -79,8 +75,6 @@ def test_out_of_range_pax_numbers_are_layer_errors(tmp_path: Path, pax: dict[str
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="reported: directory metadata is applied at the end "
-                                       "through a symlink a later entry put in its path")
 def test_directory_metadata_never_lands_outside(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     (outside / "victim").mkdir(parents=True)
