@@ -269,24 +269,29 @@ def create_container(
                   for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
         descriptors = [d.to_json() for d in record.manifest.layers]
     driver = driver or detect_driver(store.root)
-    with store.lock():
-        name = name or _default_name(store, image_name)
-        if any(c.name == name for c in list_containers(store)):
-            raise StoreError(f"creating container {name!r}: the name is already in use",
-                             hint="choose another --name, or rename or rm the other container")
-        container = Container(
-            id=secrets.token_hex(32), name=name, image_id=image_id, image_name=image_name,
-            layers=layers, base_descriptors=descriptors, config=config, driver=driver,
-            created=_now(),
-        )
-        directory = _directory(store, container)
-        directory.mkdir(parents=True)
-        try:
-            _prepare_root(store, container, directory)
+    container = Container(
+        id=secrets.token_hex(32), name=name or "", image_id=image_id, image_name=image_name,
+        layers=layers, base_descriptors=descriptors, config=config, driver=driver,
+        created=_now(),
+    )
+    # Extract and copy outside the lock, in this process's temp dir (removed if we
+    # die); only naming and the final rename happen under the lock.
+    staging = store.tmp_dir() / f"container-{container.id}"
+    staging.mkdir()
+    try:
+        _prepare_root(store, container, staging)
+        with store.lock():
+            container.name = name or _default_name(store, image_name)
+            if any(c.name == container.name for c in list_containers(store)):
+                raise StoreError(
+                    f"creating container {container.name!r}: the name is already in use",
+                    hint="choose another --name, or rename or rm the other container")
+            directory = _directory(store, container)
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, directory)
             _save(store, container)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return container
 
 

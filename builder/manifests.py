@@ -79,14 +79,15 @@ def find_manifest_list(store: Store, name: str) -> ManifestList:
 def _save(store: Store, name: str, index: Index) -> ManifestList:
     """Store the index blob and point ``name`` at it (taking the name from anything else)."""
     data = index.to_json()
-    digest, size = store.layout.put_blob(data)
-    with store.lock():
-        top = store.layout.read_index()
-        kept = [d for d in top.manifests
-                if (d.annotations or {}).get(ANNOTATION_REF_NAME) != name]
-        kept.append(Descriptor(index.media_type, digest, size,
-                               annotations={ANNOTATION_REF_NAME: name}))
-        store.layout.write_index(Index(kept, top.annotations, top.media_type))
+    with store.pin():  # gc must not take the blob before the index names it
+        digest, size = store.layout.put_blob(data)
+        with store.lock():
+            top = store.layout.read_index()
+            kept = [d for d in top.manifests
+                    if (d.annotations or {}).get(ANNOTATION_REF_NAME) != name]
+            kept.append(Descriptor(index.media_type, digest, size,
+                                   annotations={ANNOTATION_REF_NAME: name}))
+            store.layout.write_index(Index(kept, top.annotations, top.media_type))
     return ManifestList(name, digest, index)
 
 
