@@ -93,7 +93,7 @@ def check_store(store: Store, *, verify: bool = True) -> Report:
         index = _read_index(store, report)
         sizes = _blob_sizes(store, report)
         entries = _entries(index)
-        referenced = store.container_blobs()
+        referenced = store.retained_blobs()
         for entry in entries:
             _walk(store, _declared(index, entry.digest), entry, sizes, top=True)
             referenced |= entry.needs

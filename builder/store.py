@@ -526,6 +526,9 @@ class Store:
                         pruned.images.append(self._record(desc.digest, ()).id)
             index.manifests = [d for d in index.manifests if d.digest in named]
             self.layout.write_index(index)
+            for name in _listdir(self.root / "cache"):  # first: its blobs go with gc()
+                pruned.cache_bytes += _disk_usage(self.root / "cache" / name)
+                _remove(self.root / "cache" / name)
             before = {d: _size(self.layout.blob_path(d)) for d in self.layout.blob_digests()}
             self.gc()
             after = set(self.layout.blob_digests())
@@ -544,9 +547,6 @@ class Store:
                     pruned.layers += 1
                     pruned.layer_bytes += _disk_usage(self.root / "layers" / name)
                     _remove(self.root / "layers" / name)
-            for name in _listdir(self.root / "cache"):
-                pruned.cache_bytes += _disk_usage(self.root / "cache" / name)
-                _remove(self.root / "cache" / name)
             return pruned
 
     def container_blobs(self) -> set[str]:
@@ -558,8 +558,14 @@ class Store:
         return {digest for container in list_containers(self)
                 for digest, _, _ in container.layers}
 
+    def retained_blobs(self) -> set[str]:
+        """Blobs kept though no image names them: working containers' and the build cache's."""
+        from builder.cache.index import referenced_blobs
+
+        return self.container_blobs() | referenced_blobs(self)
+
     def _referenced(self, index: Index) -> set[str]:
-        keep: set[str] = self.container_blobs()
+        keep: set[str] = self.retained_blobs()
         pending = list(index.manifests)
         while pending:
             desc = pending.pop()

@@ -184,7 +184,7 @@ def test_leftovers_of_live_processes_are_not_touched(store_ab: Pybuild, tmp_path
         assert not (store_ab.root / "tmp" / DEAD).exists()
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
     store_ab("images")
     assert not (store_ab.root / "workspaces" / "feed").exists()
 

@@ -61,9 +61,7 @@ def test_prune_waits_for_pins(store_ab: Pybuild) -> None:
                              stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
     assert prune.poll() is None and blob.exists()  # still waiting, blob untouched
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    holder.wait()
+    holder.communicate("\n")
     out, _ = prune.communicate(timeout=60)
     assert prune.returncode == 0 and "1 blob" in out
     assert not blob.exists()
