@@ -5,9 +5,10 @@
 
 Generates the contexts with the shared ``make-contexts.sh``, builds a busybox
 base image with pybuild (exported as an OCI layout both builders read through
-``--build-arg BASE=oci:DIR:latest``), then times cold builds of each case with
-``buildah bud --layers`` and with ``pybuild bud`` (each on a fresh store), and
-the three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
+``--build-arg BASE=oci:DIR:latest``) and, for ``debian-run``, a Debian bookworm
+base with ``make-debian-base.sh`` (kept in ``--debian-dir``), then times cold
+builds of each case with ``buildah bud --layers`` and with ``pybuild bud`` (each
+on a fresh store), and the three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
 pybuild/Buildah and each process's peak RSS. Timings live here only; tests
 never assert them.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCH = REPO.parent / "shared" / "bench"
-NEEDS_BASE = {"busybox-run", "multistage", "rebuild", "debian-run"}
+NEEDS_BASE = {"busybox-run", "multistage", "rebuild"}
 
 
 @dataclass
@@ -96,6 +97,14 @@ def make_base(work: Path) -> str:
     return f"oci:{layout}:latest"
 
 
+def make_debian_base(out: Path) -> str:
+    """The Debian base of ``debian-run`` as ``oci:DIR:bookworm``, built once into ``out``."""
+    proc = subprocess.run(["bash", str(REPO / "bench" / "make-debian-base.sh"), str(out)],
+                          check=True, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHON": sys.executable})
+    return proc.stdout.split()[-1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
@@ -104,6 +113,8 @@ def main() -> int:
     parser.add_argument("--cases", nargs="*",
                         default=["scratch-copy", "many-small", "busybox-run", "multistage", "rebuild"])
     parser.add_argument("--compression", nargs="*", default=["gzip", "zstd"])
+    parser.add_argument("--debian-dir", type=Path, default=Path("/var/tmp/pybuild-debian-base"),
+                        help="where make-debian-base.sh keeps the Debian base for debian-run")
     ns = parser.parse_args()
 
     subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
@@ -112,11 +123,14 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     b = Builders(work)
     base = make_base(work) if NEEDS_BASE & set(ns.cases) else ""
+    debian = make_debian_base(ns.debian_dir) if "debian-run" in ns.cases else ""
 
     rows: list[tuple[str, Timing, Timing]] = []
     for case in ns.cases:
         ctx = ns.ctx / case
         extra = ["--build-arg", f"BASE={base}"] if case in NEEDS_BASE else []
+        if case == "debian-run":
+            extra = ["--build-arg", f"BASE={debian}"]
         ref = b.buildah(b.fresh(f"buildah-{case}"), ctx, extra)
         for comp in ns.compression:
             mine = b.pybuild(b.fresh(f"pybuild-{case}-{comp}"), ctx, [*extra, "--compression", comp])

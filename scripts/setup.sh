@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-pip busybox-static buildah skopeo umoci
-          docker-registry runc uidmap apache2-utils openssl zstd xz-utils bzip2 ca-certificates)
+          docker-registry runc uidmap apache2-utils openssl zstd xz-utils bzip2 ca-certificates
+          podman)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

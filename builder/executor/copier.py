@@ -347,16 +347,29 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
                 continue
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
         for match in matches:
-            _check_exists(tree, match, raw, request.keyword)
+            real = _without_linked_parents(tree, match, raw, request.keyword)
+            _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
                 prefix = posixpath.normpath(raw[: raw.find("/./")] or ".").lstrip("./")
                 keep = match[len(prefix):].lstrip("/") if prefix and prefix != "." else match
             else:
                 keep = match
-            found.append(_Source(match, keep))
+            found.append(_Source(real, keep))
     if not found and not request.heredocs and not any(_URL.match(s) for s in request.sources):
         raise StepError(f"{request.keyword} failed: no source files were specified")
     return found
+
+
+def _without_linked_parents(tree: SourceTree, rel: str, raw: str, keyword: str) -> str:
+    """``rel`` with symlinked parent directories resolved inside the tree, so that a
+    link in the context never leads a source out of it (the last part is kept)."""
+    if "/" not in rel:
+        return rel
+    try:
+        real = resolve_in_root(tree.root, rel, follow_last=False)
+    except ContextError as exc:
+        raise StepError(f"{keyword} failed: {raw!r}: {exc}") from exc
+    return real.relative_to(tree.root).as_posix()
 
 
 def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:

@@ -52,6 +52,7 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _NOT_SPACE = frozenset("\x1c\x1d\x1e\x1f")  # str.isspace() says yes, the reference says no
 _MAX_DEPTH = 64  # nested ${...} levels
 _MAX_STEPS = 4_000_000  # pattern-matching work per call, in characters scanned
+_MAX_SUBSTITUTED = 1 << 20  # characters that variable values may add to one word
 
 
 def _is_space(ch: str) -> bool:
@@ -161,6 +162,7 @@ class _Lexer:
         self.unresolved: set[str] = set()
         self.depth = 0
         self.budget = _MAX_STEPS
+        self.substituted = 0
 
     def run(self, split: bool) -> tuple[str, list[str]]:
         words = _Words() if split else None
@@ -280,6 +282,15 @@ class _Lexer:
         return value, True
 
     def dollar(self) -> str:
+        part = self.substitution()
+        self.substituted += len(part)
+        if self.substituted > _MAX_SUBSTITUTED:
+            raise _SyntaxProblem(
+                f"variable values add more than {_MAX_SUBSTITUTED} characters to one word"
+            )
+        return part
+
+    def substitution(self) -> str:
         self.pos += 1  # the "$"
         if self.peek() != "{":
             name = self.name()

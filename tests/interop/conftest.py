@@ -1,0 +1,36 @@
+"""Fixtures for interop tests: a busybox base both builders read from an OCI layout, and
+Buildah on an overlay store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.build.conftest import (  # noqa: F401  (fixtures used here and by the tests)
+    Buildah,
+    buildah,
+    busybox_store,
+    with_busybox,
+)
+from tests.conftest import REPO
+from tests.interop.buildah_overlay import OverlayBuildah
+
+
+@pytest.fixture(scope="session")
+def overlay_buildah(buildah: Buildah,  # noqa: F811  (skips when buildah is missing)
+                    tmp_path_factory: pytest.TempPathFactory) -> OverlayBuildah:
+    return OverlayBuildah(tmp_path_factory.mktemp("buildah-overlay"))
+
+
+@pytest.fixture(scope="session")
+def base_layout(busybox_store: Path,  # noqa: F811
+                tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``oci:DIR:latest`` holding pybuild's busybox image, the BASE of every comparison."""
+    layout = tmp_path_factory.mktemp("busybox-oci") / "layout"
+    subprocess.run([sys.executable, "-m", "builder", "--root", str(busybox_store), "push",
+                    "localhost/busybox:latest", f"oci:{layout}:latest"],
+                   check=True, capture_output=True, cwd=REPO)
+    return f"oci:{layout}:latest"

@@ -1,0 +1,137 @@
+"""Hostile build inputs: each gets a clear error or a safe result, in bounded time,
+and nothing outside the context, the root or the store is read or written.
+
+The closing note of the reliability issue tabulates these cases; extraction of hostile
+layer tars is covered case by case in tests/rootfs/test_extract.py, and random layer
+streams in test_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Pybuild
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+from registry_fixtures import layer_tar, make_oci_dir  # noqa: E402
+
+# (case, Containerfile bytes, exit status, message substring)
+CONTAINERFILES = [
+    ("binary", bytes(range(256)) * 20, 2, "unknown instruction"),
+    ("nul-in-keyword", b"FROM scratch\nLA\x00BEL a=b\n", 2, "unknown instruction"),
+    ("enormous-line", b"FROM scratch\nLABEL a=" + b"x" * 70_000 + b"\n", 2,
+     "greater than max allowed size"),
+    ("expansion-doubling", b"FROM scratch\nENV A=xxxxxxxx\n" + b"ENV A=$A$A\n" * 40, 125,
+     "more than 1048576 characters"),
+    ("expansion-nesting", b"FROM scratch\nENV B=" + b"${A:-" * 5000 + b"x" + b"}" * 5000
+     + b"\n", 125, "expanding"),
+    ("unterminated-heredoc", b"FROM scratch\nCOPY <<EOF /x\nnever closed\n", 2,
+     "unterminated heredoc"),
+    ("only-comments", b"# nothing\n# here\n", 2, "file with no instructions"),
+]
+
+
+@pytest.mark.parametrize("case, text, status, message", CONTAINERFILES,
+                         ids=[c[0] for c in CONTAINERFILES])
+def test_hostile_containerfile(pybuild: Pybuild, tmp_path: Path, case: str, text: bytes,
+                               status: int, message: str) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Containerfile").write_bytes(text)
+    res = pybuild("bud", "-t", "hostile", context, check=False, timeout=120)
+    assert res.returncode == status, res.output
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert pybuild("images", "-q").stdout == ""
+
+
+def test_deep_continuations_parse_in_bounded_time(pybuild: Pybuild, tmp_path: Path) -> None:
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text("FROM scratch\nRUN echo a \\\n" + "  b \\\n" * 100_000 + "  c\n")
+    res = pybuild("parse", "--dump", "-f", containerfile, timeout=120)
+    assert res.stdout.count("b") == 100_000
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("host-only-content\n")
+    return secret
+
+
+def _layer_names(pybuild: Pybuild, tmp_path: Path, image: str) -> dict[str, tarfile.TarInfo]:
+    archive = tmp_path / "image.tar"
+    pybuild("push", image, f"oci-archive:{archive}")
+    names: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile() or not member.name.startswith("blobs/"):
+                continue
+            data = outer.extractfile(member).read()  # type: ignore[union-attr]
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for entry in layer.getmembers():
+                        names[entry.name] = entry
+                        if entry.isfile():
+                            content = layer.extractfile(entry).read()  # type: ignore[union-attr]
+                            assert b"host-only-content" not in content
+            except tarfile.ReadError:
+                continue  # config and manifest blobs
+    return names
+
+
+def test_context_symlink_to_outside_is_copied_as_a_link(
+        pybuild: Pybuild, tmp_path: Path, outside: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    os.symlink(outside, context / "link")
+    (context / "Containerfile").write_text("FROM scratch\nCOPY link /link\nCOPY . /all/\n")
+    pybuild("bud", "-q", "-t", "links", context)
+    names = _layer_names(pybuild, tmp_path, "links")
+    assert names["link"].issym() and names["link"].linkname == str(outside)
+    assert names["all/link"].issym()
+
+
+@pytest.mark.parametrize("source", ["../outside/secret.txt", "dir-link/secret.txt"])
+def test_copy_never_reads_outside_the_context(
+        pybuild: Pybuild, tmp_path: Path, outside: Path, source: str) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    os.symlink(outside.parent, context / "dir-link")
+    (context / "Containerfile").write_text(f"FROM scratch\nCOPY {source} /x\n")
+    res = pybuild("bud", "-t", "escape", context, check=False)
+    assert res.returncode == 125, res.output
+    assert "Containerfile:2" in res.stderr
+    assert pybuild("images", "-q").stdout == ""
+
+
+def test_symlinked_containerfile_outside_is_not_followed(
+        pybuild: Pybuild, tmp_path: Path, outside: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    os.symlink(outside, context / "Containerfile")
+    res = pybuild("bud", "-t", "x", context, check=False)
+    assert res.returncode != 0
+    assert "host-only-content" not in res.output
+
+
+@pytest.mark.parametrize("entry", ["../escaped", "/abs-escaped"])
+def test_base_layer_escaping_its_root_is_refused(
+        pybuild: Pybuild, tmp_path: Path, entry: str) -> None:
+    layout = tmp_path / "base"
+    make_oci_dir(layout, "evil", [("amd64", [layer_tar({entry: b"pwned"})])])
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Containerfile").write_text(f"FROM oci:{layout}:evil\nRUN true\n")
+    res = pybuild("bud", "-t", "evil", context, check=False)
+    assert res.returncode == 125, res.output
+    assert "escapes" in res.stderr and "sha256:" in res.stderr
+    assert not (tmp_path / "escaped").exists() and not Path("/abs-escaped").exists()
+    assert not (pybuild.root / "escaped").exists()
