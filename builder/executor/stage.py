@@ -550,14 +550,31 @@ class StageExecutor:
 
 
 def _run_argv(ins: m.RunInstruction, shell: list[str]) -> list[str]:
-    """RUN's argv; a RUN whose command is a heredoc runs the heredoc body as the script."""
-    if ins.heredocs and ins.command.prepend_shell:
-        first = ins.heredocs[0]
-        command = ins.command.args[0].strip()
-        if command in (f"<<{first.name}", f"<<-{first.name}", f"<<'{first.name}'",
-                       f'<<"{first.name}"'):
-            return [*shell, first.body]
-    return cfg.command_argv(ins.command, shell)
+    """RUN's argv. A RUN that is only a heredoc runs its body as the script; otherwise
+    the shell gets the command line followed by each heredoc and its delimiter, so
+    ``RUN cat <<EOF > f`` and ``RUN <<EOF sh -e`` behave as in a shell script."""
+    if not (ins.heredocs and ins.command.prepend_shell):
+        return cfg.command_argv(ins.command, shell)
+    command = ins.command.args[0].strip()
+    first = ins.heredocs[0]
+    if len(ins.heredocs) == 1 and command in (
+        f"<<{first.name}", f"<<-{first.name}", f"<<'{first.name}'", f'<<"{first.name}"',
+        f"<<-'{first.name}'", f'<<-"{first.name}"',
+    ):
+        return [*shell, _heredoc_body(first)]
+    script = [command, "\n"]
+    for heredoc in ins.heredocs:
+        body = heredoc.body
+        if body and not body.endswith("\n"):
+            body += "\n"
+        script += [body, heredoc.name, "\n"]
+    return [*shell, "".join(script)]
+
+
+def _heredoc_body(heredoc: m.Heredoc) -> str:
+    if not heredoc.chomp:
+        return heredoc.body
+    return "".join(line.lstrip("\t") for line in heredoc.body.splitlines(keepends=True))
 
 
 def _parse_trigger(text: str, base: m.FromInstruction) -> tuple[m.Instruction, ...]:

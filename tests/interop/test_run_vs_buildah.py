@@ -244,20 +244,19 @@ def test_final_trees_and_configs_match(comparison: Comparison) -> None:
 
 # Buildah 1.28 does not know heredocs (it reads the body as instructions), so pybuild's
 # heredoc RUNs are compared with Buildah running the same commands written on one line.
-NOT_FED = ("pybuild runs a RUN whose command line only mentions a heredoc (``cat <<EOF > f``) "
-           "without the heredoc's body, so the command reads nothing; Docker hands the shell "
-           "the command line followed by the body and its delimiter")
-# case -> (pybuild's RUN, Buildah's one-line RUN, xfail reason or None)
-HEREDOCS: dict[str, tuple[str, str, str | None]] = {
+# case -> (pybuild's RUN, Buildah's one-line RUN)
+HEREDOCS: dict[str, tuple[str, str]] = {
     "script": ("RUN <<EOF\nmkdir -p /h/dir\necho heredoc > /h/dir/file\nEOF",
-               "RUN mkdir -p /h/dir && echo heredoc > /h/dir/file", None),
+               "RUN mkdir -p /h/dir && echo heredoc > /h/dir/file"),
     "script-with-loop": ("RUN <<EOF\nfor i in 1 2 3; do\n  echo \"$i $HOME\" >> /h/loop\n"
                          "done\nEOF",
-                         "RUN for i in 1 2 3; do echo \"$i $HOME\" >> /h/loop; done", None),
+                         "RUN for i in 1 2 3; do echo \"$i $HOME\" >> /h/loop; done"),
     "fed-to-command": ("RUN cat <<EOF > /h/cat\nhome=$HOME\nEOF",
-                       "RUN printf 'home=%s\\n' \"$HOME\" > /h/cat", NOT_FED),
+                       "RUN printf 'home=%s\\n' \"$HOME\" > /h/cat"),
     "chomped-fed-to-shell": ("RUN <<-EOF sh -e\n\tln -s dir /h/link\nEOF",
-                             "RUN ln -s dir /h/link", NOT_FED),
+                             "RUN ln -s dir /h/link"),
+    "two-heredocs-quoted": ("RUN cat <<'A' > /h/a && cat <<B > /h/b\n$HOME\nA\n$HOME\nB",
+                            "RUN printf '$HOME\\n' > /h/a && echo \"$HOME\" > /h/b"),
 }
 
 
@@ -265,14 +264,12 @@ HEREDOCS: dict[str, tuple[str, str, str | None]] = {
 def heredoc_comparison(base_layout: str, overlay_buildah: OverlayBuildah,
                        tmp_path_factory: pytest.TempPathFactory) -> Comparison:
     work = tmp_path_factory.mktemp("heredoc-cases")
-    ours = {name: [heredoc] for name, (heredoc, _, _) in HEREDOCS.items()}
-    theirs = {name: [line] for name, (_, line, _) in HEREDOCS.items()}
+    ours = {name: [heredoc] for name, (heredoc, _) in HEREDOCS.items()}
+    theirs = {name: [line] for name, (_, line) in HEREDOCS.items()}
     return _compare_builds(base_layout, overlay_buildah, work, ours, theirs)
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [])
-    for name, (_, _, why) in HEREDOCS.items()])
+@pytest.mark.parametrize("case", list(HEREDOCS))
 def test_heredoc_run_layer_matches_one_line_run(case: str,
                                                 heredoc_comparison: Comparison) -> None:
     (index,) = heredoc_comparison.spans[case]
