@@ -8,7 +8,8 @@ base image with pybuild (exported as an OCI layout both builders read through
 ``--build-arg BASE=oci:DIR:latest``) and, for ``debian-run``, a Debian bookworm
 base with ``make-debian-base.sh`` (kept in ``--debian-dir``), then times cold
 builds of each case with ``buildah bud --layers`` and with ``pybuild bud`` (each
-on a fresh store), and the three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
+on a fresh store), a no-change rebuild of each case on the warm stores, and the
+three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
 pybuild/Buildah and each process's peak RSS. Timings live here only; tests
 never assert them.
 """
@@ -131,10 +132,19 @@ def main() -> int:
         extra = ["--build-arg", f"BASE={base}"] if case in NEEDS_BASE else []
         if case == "debian-run":
             extra = ["--build-arg", f"BASE={debian}"]
-        ref = b.buildah(b.fresh(f"buildah-{case}"), ctx, extra)
+        bah_root = b.fresh(f"buildah-{case}")
+        ref = b.buildah(bah_root, ctx, extra)
+        warm: Path | None = None
         for comp in ns.compression:
-            mine = b.pybuild(b.fresh(f"pybuild-{case}-{comp}"), ctx, [*extra, "--compression", comp])
+            root = b.fresh(f"pybuild-{case}-{comp}")
+            mine = b.pybuild(root, ctx, [*extra, "--compression", comp])
             rows.append((f"{case} cold ({comp})", ref, mine))
+            warm = warm or root
+        if warm is not None:  # a no-change rebuild on the warm stores
+            again = b.buildah(bah_root, ctx, extra)
+            comp = ns.compression[0]
+            rows.append((f"{case} no-change rebuild", again,
+                         b.pybuild(warm, ctx, [*extra, "--compression", comp])))
         if case == "rebuild":
             rows.extend(rebuilds(b, ctx, extra))
 

@@ -21,7 +21,6 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
 from reliability.strategies import (  # noqa: E402
     check_extract,
     check_parser,

@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from instructions.strategies import containerfiles  # noqa: E402
 from instructions.test_fuzz import check_one  # noqa: E402
 

@@ -549,7 +549,7 @@ def copy_into_container(
         check_chmod(chmod)
     workdir = container.config.config.working_dir or "/"
     full_dest = dest if dest.startswith("/") else posixpath.join(workdir, dest)
-    dest_is_dir = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
+    dest_is_dir = dest.endswith(("/", "/.")) or dest in (".", "./")
     with contextlib.ExitStack() as stack:
         stack.enter_context(_container_lock(store, container))
         root = stack.enter_context(container_root(store, container))
@@ -650,8 +650,8 @@ def _edit_set(current: dict[str, Any] | None, items: Sequence[str], normalize: A
 
 def apply_config(container: Container, changes: ConfigChanges) -> None:
     """Apply ``changes`` to the container's config (in memory)."""
-    from builder.executor import config as cfg
     from builder.errors import StepError
+    from builder.executor import config as cfg
 
     image = container.config
     config = image.config

@@ -209,6 +209,7 @@ def push_manifest_list(
 ) -> str:
     """Push every image of the list by digest (unless ``all`` is False), then the list
     itself to ``dest`` (``[docker://]host/repo[:tag]``); returns the list's digest."""
+    from builder.errors import PybuildError
     from builder.registry.blobinfo import BlobInfo
     from builder.registry.client import (
         RegistryClient,
@@ -219,7 +220,6 @@ def push_manifest_list(
     )
     from builder.registry.config import load_registries_conf
     from builder.registry.reference import Reference, parse_reference
-    from builder.errors import PybuildError
 
     options = options or RegistryOptions()
     found = find_manifest_list(store, list_name)

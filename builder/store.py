@@ -399,7 +399,7 @@ class Store:
             else:
                 want_also = want
             matches = [r for r in images
-                       if any(n.endswith(want) or n.endswith(want_also) for n in r.names)]
+                       if any(n.endswith((want, want_also)) for n in r.names)]
             if matches:
                 return _one(matches, ref)
         raise ImageNotFound(f"looking up image {ref!r}: image not known")

@@ -1,19 +1,34 @@
-"""``pybuild bud`` / ``pybuild build``: build an image from a Containerfile."""
+"""``pybuild bud`` / ``pybuild build``: build an image from a Containerfile.
+
+``--pull`` follows Buildah 1.28: a bare ``--pull`` (or ``true``) pulls when the
+registry has a newer image, ``false`` only when missing (the default),
+``always`` and ``never`` as named. ``--push`` sends each ``-t`` tag (and the
+``--manifest`` list) to the registry its name points at. ``--platform a,b``
+builds once per platform into the ``--manifest`` list.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
 
 COMPRESSIONS = ("gzip", "zstd", "none")
+PULL_POLICIES = {  # --pull values (Buildah's and Podman's spellings) -> policy
+    "true": "newer", "newer": "newer", "ifnewer": "newer",
+    "false": "missing", "missing": "missing", "ifmissing": "missing", "notpresent": "missing",
+    "always": "always", "never": "never",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    from builder.registry.flags import add_registry_flags
+
     add = parser.add_argument
     add("context", nargs="?", default=".", help="build context directory (default: .)")
     add("-f", "--file", help="Containerfile to use; - reads it from stdin")
@@ -33,8 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--timestamp", type=int, default=None, metavar="SECONDS",
         help="created time and layer mtimes (env SOURCE_DATE_EPOCH)")
     add("--compression", choices=COMPRESSIONS, default="gzip", help="layer compression")
-    add("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
-        help="platform recorded in the image")
+    add("--platform", default=None, metavar="OS/ARCH[/VARIANT][,...]",
+        help="platform to build for; several (comma-separated) need --manifest")
+    add("--all-platforms", action="store_true",
+        help="build for every platform of the base image (not supported)")
+    add("--manifest", default=None, metavar="NAME",
+        help="add the image(s) to this manifest list, made when missing")
+    add("--pull", nargs="?", const="true", default=None, metavar="POLICY",
+        help="pull base images: true/newer (when the registry's differs), false/missing "
+             "(default), always, never")
+    add("--pull-always", dest="pull", action="store_const", const="always",
+        help="same as --pull=always")
+    add("--pull-never", dest="pull", action="store_const", const="never",
+        help="same as --pull=never")
+    add("--push", action="store_true",
+        help="after the build, push each -t tag (and the --manifest list) to its registry")
+    add("--digestfile", default=None, metavar="FILE",
+        help="with --push, write the pushed manifest's digest to this file")
+    add_registry_flags(parser, quiet=False)
     add("--isolation", choices=("chroot", "oci"), default=None,
         help="how RUN is isolated (env BUILDAH_ISOLATION)")
     add("--network", choices=("private", "none", "host"), default=None,
@@ -141,14 +172,74 @@ def _timestamp(value: int | None) -> int | None:
     return int(epoch)
 
 
-def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from pathlib import Path
+def _pull_policy(args: argparse.Namespace) -> str:
+    """--pull takes an optional policy; a bare ``--pull DIR`` names the context."""
+    from builder.errors import UsageError
 
+    if args.pull is None:
+        return "missing"
+    policy = PULL_POLICIES.get(args.pull.lower())
+    if policy is not None:
+        return policy
+    if args.context != ".":
+        raise UsageError(f"parsing --pull {args.pull!r}: expected true, false, always, never, "
+                         "missing or newer")
+    args.context = args.pull
+    return "newer"
+
+
+def _platforms(text: str | None) -> list[Any]:
+    from builder.errors import UsageError
+    from builder.plan.args import parse_platform
+
+    if text is None or "," not in text:
+        return [parse_platform(text)]
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise UsageError(f"parsing --platform {text!r}: empty platform in the list")
+    return [parse_platform(part) for part in parts]
+
+
+def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id: str,
+          progress: Any) -> None:
+    """Push the tags (the image) and the --manifest list to their registries."""
+    from builder.errors import UsageError
+    from builder.manifests import push_manifest_list
+    from builder.registry.client import push_image
+    from builder.registry.flags import registry_options
+    from builder.store import normalize_name
+
+    if not tags and not args.manifest:
+        raise UsageError("checking --push: nothing to push: name the image with -t "
+                         "(or a list with --manifest)")
+    options = registry_options(args, format=None)
+    report = None if args.quiet else progress.info
+    digests: list[str] = []
+    for tag in tags:
+        dest = normalize_name(tag)
+        digest = push_image(store, image_id, dest, options, report=report)
+        progress.info(f"Pushed {dest}@{digest}")
+        digests.append(digest)
+    if args.manifest:
+        dest = normalize_name(args.manifest)
+        digest = push_manifest_list(store, args.manifest, dest, options, report=report)
+        progress.info(f"Pushed {dest}@{digest}")
+        digests.append(digest)
+    if args.digestfile:
+        try:
+            Path(args.digestfile).write_text(digests[-1])
+        except OSError as exc:
+            raise UsageError(f"writing --digestfile {args.digestfile!r}: {exc.strerror}") \
+                from exc
+
+
+def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.context import open_context, read_containerfile
     from builder.errors import UsageError
-    from builder.executor.build import BuildOptions, build
+    from builder.executor.build import BuildOptions, build_platforms
     from builder.executor.output import Progress
-    from builder.plan.args import parse_build_args, parse_platform
+    from builder.plan.args import parse_build_args
+    from builder.registry.flags import registry_options
     from builder.store import Store
 
     fmt = args.format or os.environ.get("BUILDAH_FORMAT") or "oci"
@@ -160,13 +251,20 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     if isolation not in (None, "chroot", "oci"):
         raise UsageError(f"checking --isolation: unknown isolation {isolation!r}")
     layers = _layers(args)
+    if args.all_platforms:
+        raise UsageError("checking --all-platforms: not supported; list the platforms with "
+                         "--platform")
+    if args.digestfile and not args.push:
+        raise UsageError("checking --digestfile: only meaningful with --push")
+    platforms = _platforms(args.platform)
+    pull = _pull_policy(args)
     build_args = parse_build_args(args.build_arg, args.build_arg_file)
     context = open_context(args.context)
     source = read_containerfile(context, args.file, sys.stdin.buffer)
     build_options = BuildOptions(
         context=context,
         containerfile=source,
-        platform=parse_platform(args.platform),
+        platform=platforms[0],
         tags=tuple(args.tag),
         build_args=build_args,
         target=args.target,
@@ -188,14 +286,24 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         cache_ttl=parse_duration(args.cache_ttl) if args.cache_ttl else None,
         cache_mounts=args.cache_mounts,
         squash="all" if args.squash_all else "new" if args.squash else None,
+        pull=pull,
+        registry=registry_options(args),
     )
     store = Store(options.root)
     progress = Progress(quiet=args.quiet)
-    result = build(store, build_options, progress)
+    results = build_platforms(store, build_options, platforms, progress, args.manifest)
+    if args.push:
+        _push(store, args, build_options.tags, results[-1].image_id, progress)
+    if len(results) > 1:
+        from builder.manifests import find_manifest_list
+
+        image_id = find_manifest_list(store, args.manifest).digest  # the list, as Buildah
+    else:
+        image_id = results[0].image_id
     if args.iidfile:
         try:
-            Path(args.iidfile).write_text(result.image_id)
+            Path(args.iidfile).write_text(image_id)
         except OSError as exc:
             raise UsageError(f"writing --iidfile {args.iidfile!r}: {exc.strerror}") from exc
-    print(result.image_id.removeprefix("sha256:"), flush=True)
+    print(image_id.removeprefix("sha256:"), flush=True)
     return 0

@@ -38,12 +38,11 @@ def _volume(raw: str) -> object:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.containers import is_container
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
     from builder.store import Store
-
-    from builder.containers import is_container
 
     store = Store(options.root)
     if is_container(store, args.image):

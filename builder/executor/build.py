@@ -9,6 +9,12 @@ The layer cache (``builder.cache``) is on unless ``layers`` is false; with
 ``no_cache`` every step runs and its result replaces what was cached. A build
 whose every step was cached reuses the creation time recorded with the cached
 steps, so it gives the image the first build gave.
+
+Base images (FROM, ``COPY --from=IMAGE``, ``RUN --mount from=IMAGE``) come from
+the store or a registry as the pull policy says: ``missing`` (the default),
+``always``, ``never`` or ``newer`` (pull when the registry's digest differs).
+A stored image made for another platform counts as missing. ``build_platforms``
+builds once per platform and collects the images in a manifest list.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from builder.executor.copier import SourceTree, context_tree
 from builder.executor.output import Progress
 from builder.executor.stage import StageExecutor, StageResult
 from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
-from builder.instructions.model import Containerfile, FromInstruction
-from builder.plan.args import Platform, platform_args, unconsumed
+from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
+from builder.plan.args import Platform, host_platform, platform_args, unconsumed
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
 
 
@@ -69,6 +75,8 @@ class BuildOptions:
     cache_ttl: float | None = None  # seconds; older cache entries are ignored
     cache_mounts: bool = False  # ship RUN --mount=type=cache contents with the cache
     squash: str | None = None  # "new": the target stage's layers as one; "all": one layer
+    pull: str = "missing"  # base image policy: missing, always, never or newer
+    registry: Any = None  # RegistryOptions for pulls (the platform is filled in per build)
 
 
 @dataclass
@@ -100,6 +108,8 @@ class BuildState:
         self.new_layer_dirs: set[str] = set()
         self._image_roots: dict[str, Any] = {}
         self._image_digests: dict[str, str] = {}
+        self._found: dict[str, Any] = {}  # base images resolved under the pull policy
+        self._pull_lock = threading.Lock()
         self._context_tree: SourceTree | None = None
         self._stat_cache: Any = None
         self._lock = threading.RLock()
@@ -186,13 +196,16 @@ class BuildState:
             self.remote.restore_mount(path)
 
     def image_digest(self, name: str) -> str:
-        """The manifest digest of image ``name`` (scratch: "scratch")."""
+        """What identifies image ``name`` in cache keys: its manifest digest (scratch:
+        "scratch"), followed by the platform when building for another one, so that
+        steps on the same base for different platforms are cached apart."""
+        suffix = "" if self.options.platform == host_platform() else f"@{self.options.platform}"
         if name.lower() == SCRATCH:
-            return SCRATCH
+            return SCRATCH + suffix
         with self._lock:
             if name not in self._image_digests:
                 self._image_digests[name] = self.find_image(name, None).manifest_digest
-            return self._image_digests[name]
+            return self._image_digests[name] + suffix
 
     def root_of(self, ref: StageRef) -> Path:
         """The root of a stage built earlier, or of an image (opened once)."""
@@ -230,31 +243,69 @@ class BuildState:
             self._image_digests[name] = record.manifest_digest
         config = copy.deepcopy(record.config)
         layers: list[Descriptor] = list(record.manifest.layers)
-        triples = [(d.digest, diff_id, d.media_type) for d, diff_id in zip(layers, config.diff_ids)]
+        triples = [(d.digest, diff_id, d.media_type) for d, diff_id in
+                   zip(layers, config.diff_ids, strict=False)]
         return config, list(layers), triples
 
     def find_image(self, name: str, base: FromInstruction | None) -> Any:
+        """The stored image ``name`` names, pulled first as the pull policy says (once
+        per build)."""
         from builder.transports import import_image, parse_transport
 
         location = base.location if base is not None else None
         transport, rest = parse_transport(name)
         if transport in ("oci", "oci-archive", "docker-archive"):
             return import_image(self.store, name)
-        ref = rest
+        with self._pull_lock:
+            if rest not in self._found:
+                self._found[rest] = self._resolve_image(rest, location)
+            return self._found[rest]
+
+    def _resolve_image(self, ref: str, location: Any) -> Any:
+        policy = self.options.pull
+        platform = self.options.platform
         try:
-            return self.store.lookup(ref)
+            local = self.store.lookup(ref)
         except ImageNotFound:
-            pass
-        try:
-            from builder.registry.client import RegistryOptions, pull_image
-        except ImportError:
-            raise PlanError(f'pulling image "{ref}": image not known locally', location) from None
+            local = None
+        if local is not None and not _fits(local.config, platform):
+            found = f"{local.config.os}/{local.config.architecture}"
+            if policy == "never" or _local_only(ref):
+                self.progress.warn(f"image {ref!r} is for {found}, not {platform}: using it")
+            else:
+                local = None  # pull the image for this platform
+        if policy == "never":
+            if local is None:
+                raise PlanError(f'pulling image "{ref}": image not known locally and '
+                                "--pull=never", location)
+            return local
+        if local is not None and policy == "missing":
+            return local
+        registry = self.registry_options()
+        if local is not None and policy == "newer":
+            try:
+                if remote_digest(ref, registry) == local.manifest_digest:
+                    return local
+            except PybuildError as exc:
+                self.progress.warn(f"checking {ref!r} for a newer image: {exc}; "
+                                   "using the local one")
+                return local
+        from builder.registry.client import pull_image
+
         self.progress.info(f"Resolving {ref!r} ...")
         try:
-            return pull_image(self.store, ref, RegistryOptions(platform=str(self.options.platform)),
-                              quiet=self.progress.quiet)
+            return pull_image(self.store, ref, registry, quiet=self.progress.quiet)
         except PybuildError as exc:
             raise PlanError(f'pulling image "{ref}": {exc}', location) from exc
+
+    def registry_options(self) -> Any:
+        """The ``RegistryOptions`` for pulls, for this build's platform."""
+        import dataclasses
+
+        from builder.registry.client import RegistryOptions
+
+        base = self.options.registry or RegistryOptions()
+        return dataclasses.replace(base, platform=str(self.options.platform))
 
     def close(self) -> None:
         for result in list(self.results.values()):
@@ -281,8 +332,9 @@ class BuildState:
                 shutil.rmtree(layer_cache_dir(self.store.root, diff_id), ignore_errors=True)
 
 
-def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
-    """Build ``options.containerfile`` in ``options.context``; name the result with the tags."""
+def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildPlan]:
+    """Parse and plan the Containerfile for ``options.platform``; a RUN the platform
+    cannot run here is an error."""
     from builder.instructions.parse import parse_containerfile
 
     containerfile = parse_containerfile(options.containerfile.text, options.containerfile.display)
@@ -299,6 +351,13 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
 
     plan = make_plan(containerfile, options.build_args, platform_args(options.platform),
                      target=options.target, image_exists=image_exists)
+    check_emulation(plan, options.platform)
+    return containerfile, plan
+
+
+def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
+    """Build ``options.containerfile`` in ``options.context``; name the result with the tags."""
+    containerfile, plan = plan_build(store, options)
     progress.stage_count = len(plan.stages)
     state = BuildState(store, options, containerfile, plan, progress)
     before = set(store.layout.blob_digests()) if (store.root / "blobs").exists() else set()
@@ -333,6 +392,151 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
     return BuildResult(record.id, record.manifest_digest, record.names)
 
 
+def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform],
+                    progress: Progress, manifest: str | None = None) -> list[BuildResult]:
+    """Build once per platform, in order; with ``manifest``, add each image to that
+    manifest list (made when missing). Several platforms need ``manifest``: their
+    images are not tagged, the list names them."""
+    import dataclasses
+
+    from builder.errors import UsageError
+
+    if len(platforms) > 1 and manifest is None:
+        raise UsageError("building for several platforms: name a manifest list with --manifest")
+    if len(platforms) > 1 and options.tags:
+        raise UsageError("building for several platforms: the images cannot share a tag; "
+                         "the --manifest list names them")
+    if len(set(platforms)) != len(platforms):
+        raise UsageError("building for several platforms: a platform is listed twice")
+    for platform in platforms[1:]:
+        plan_build(store, dataclasses.replace(options, platform=platform))  # fail early
+    results = []
+    for platform in platforms:
+        if len(platforms) > 1:
+            progress.info(f"Building for {platform}")
+        result = build(store, dataclasses.replace(options, platform=platform), progress)
+        if manifest is not None:
+            from builder.manifests import add_to_manifest
+
+            add_to_manifest(store, manifest, result.image_id)
+        results.append(result)
+    return results
+
+
+# Go architecture names -> the Linux machine names binfmt_misc handlers are named after
+_MACHINES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i386", "arm": "arm",
+             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+             "mips64le": "mips64el", "loong64": "loongarch64"}
+_NATIVE = {("amd64", "386"), ("arm64", "arm")}  # hosts that run these without emulation
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+
+
+def needs_emulation(platform: Platform, host: Platform | None = None) -> bool:
+    host = host or host_platform()
+    return platform.os != host.os or (platform.architecture != host.architecture and
+                                      (host.architecture, platform.architecture) not in _NATIVE)
+
+
+def emulation_registered(machine: str, directory: Path = BINFMT_MISC) -> bool:
+    """Whether an enabled binfmt_misc handler runs ``machine`` binaries (a handler named
+    ``qemu-MACHINE``, or one whose interpreter is a ``qemu-MACHINE`` binary)."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name in ("register", "status"):
+            continue
+        try:
+            lines = entry.read_text().splitlines()
+        except OSError:
+            continue
+        if not lines or lines[0].strip() != "enabled":
+            continue
+        interpreter = next((line.split(None, 1)[-1] for line in lines
+                            if line.startswith("interpreter ")), "")
+        program = interpreter.rsplit("/", 1)[-1].removesuffix("-static")
+        if entry.name == f"qemu-{machine}" or program == f"qemu-{machine}":
+            return True
+    return False
+
+
+def check_emulation(plan: BuildPlan, platform: Platform) -> None:
+    """A RUN for a platform this host cannot run needs a binfmt_misc handler: fail
+    before anything runs when there is none."""
+    if not needs_emulation(platform):
+        return
+    machine = _MACHINES.get(platform.architecture, platform.architecture)
+    for stage_plan in plan.stages:
+        for instruction in stage_plan.stage.instructions:
+            if not isinstance(instruction, RunInstruction):
+                continue
+            if platform.os != "linux":
+                raise PlanError(f"RUN for {platform}: only linux binaries can run here",
+                                instruction.location)
+            if not emulation_registered(machine):
+                raise PlanError(f"RUN for {platform} needs emulation: no binfmt_misc handler "
+                                f"for {machine} is registered", instruction.location)
+            return
+
+
+def remote_digest(ref: str, options: Any) -> str:
+    """The digest of the manifest a pull of ``ref`` would fetch for ``options.platform``
+    (one HEAD request, plus a GET when the name points at an index)."""
+    import json
+
+    from builder.image.spec import INDEX_TYPES
+    from builder.registry.client import (
+        ACCEPT_MANIFEST,
+        RegistryClient,
+        _resolve,
+        choose_manifest,
+        in_context,
+        parse_platform,
+        retrying,
+    )
+
+    _, source, insecure = _resolve(ref, options)[0]
+    client = RegistryClient(source.registry, options, repository=source.repository,
+                            insecure=insecure)
+    path = f"/v2/{source.repository}/manifests/{source.target}"
+    scope = f"repository:{source.repository}:pull"
+    try:
+        response = retrying(options, lambda: client.request(
+            "HEAD", path, scope=scope, headers={"Accept": ACCEPT_MANIFEST}))
+        response.close()
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if media_type in INDEX_TYPES or not digest:
+            data, media_type, digest = retrying(
+                options, lambda: client.get_manifest(source.repository, source.target))
+            if media_type in INDEX_TYPES:
+                entry = choose_manifest(json.loads(data), parse_platform(options.platform))
+                digest = str(entry["digest"])
+    except PybuildError as exc:
+        raise in_context(f"checking {source}", exc) from exc
+    finally:
+        client.close()
+    return digest
+
+
+def _fits(config: ImageConfig, platform: Platform) -> bool:
+    """Whether an image's config is for ``platform`` (variants count when both have one)."""
+    if (config.os or "linux") != platform.os or config.architecture != platform.architecture:
+        return False
+    return not (config.variant and platform.variant) or config.variant == platform.variant
+
+
+def _local_only(ref: str) -> bool:
+    """Names under ``localhost/`` are local images no registry serves."""
+    from builder.store import normalize_name
+
+    try:
+        return normalize_name(ref).startswith("localhost/")
+    except PybuildError:
+        return False
+
+
 def _run_stages(state: BuildState, jobs: int) -> None:
     """Run the planned stages, each once its dependencies are done, ``jobs`` at a time."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -342,7 +546,7 @@ def _run_stages(state: BuildState, jobs: int) -> None:
         for position, stage_plan in enumerate(stages, 1):
             state.results[stage_plan.index] = StageExecutor(state, stage_plan, position).run()
         return
-    state.progress.out = LineWriter(state.progress.out)
+    state.progress.out = LineWriter(state.progress.out)  # type: ignore[assignment]
     waiting = {plan.index: (position, plan) for position, plan in enumerate(stages, 1)}
     done: set[int] = set()
     running: dict[Future[StageResult], int] = {}

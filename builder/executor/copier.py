@@ -9,6 +9,7 @@ paths are resolved inside the target root as if it were ``/``. Errors are
 from __future__ import annotations
 
 import calendar
+import contextlib
 import email.utils
 import hashlib
 import os
@@ -18,7 +19,6 @@ import shutil
 import stat
 import tarfile
 import time
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache

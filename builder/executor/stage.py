@@ -417,7 +417,7 @@ class StageExecutor:
         raw_dest = expand_one(ins.dest)
         workdir = self.state.config.working_dir or "/"
         dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir, raw_dest)
-        dest_is_dir = raw_dest.endswith("/") or raw_dest in (".", "./") or raw_dest.endswith("/.")
+        dest_is_dir = raw_dest.endswith(("/", "/.")) or raw_dest in (".", "./")
         chown = expand_one(ins.chown) if ins.chown else None
         chmod = expand_one(ins.chmod) if ins.chmod else None
         if chmod:

@@ -526,7 +526,7 @@ def send_image(
             return
         for source in (blob_info.repositories(client.registry, digest) if blob_info else []):
             if source != repo and retrying(
-                options, lambda: client.start_upload(repo, (digest, source))
+                options, lambda source=source: client.start_upload(repo, (digest, source))
             ) is None:
                 report(f"Copying {kind} {digest} mounted from {source}")
                 return

@@ -84,7 +84,7 @@ def read_auth_file(path: Path) -> dict[str, object]:
 
 def _normalise_key(key: str) -> str:
     key = key.removeprefix("https://").removeprefix("http://").rstrip("/")
-    if key.endswith("/v1") or key.endswith("/v2"):
+    if key.endswith(("/v1", "/v2")):
         key = key[:-3]
     return "docker.io" if key in ("index.docker.io", "registry-1.docker.io") else key
 

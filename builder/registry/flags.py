@@ -32,7 +32,8 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
                         help="credentials file (env REGISTRY_AUTH_FILE)")
 
 
-def add_registry_flags(parser: argparse.ArgumentParser) -> None:
+def add_registry_flags(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
+    """The TLS, credential and retry flags; ``quiet`` also adds ``-q/--quiet``."""
     add_tls_flags(parser)
     parser.add_argument("--creds", metavar="USER[:PASS]", help="credentials for the registry")
     parser.add_argument("--registries-conf", type=Path, metavar="FILE",
@@ -41,7 +42,8 @@ def add_registry_flags(parser: argparse.ArgumentParser) -> None:
                         help="retries after server errors and dropped connections (default 3)")
     parser.add_argument("--retry-delay", type=_seconds, default=1.0, metavar="SECONDS",
                         help="first delay between retries, doubled each time (default 1s)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def _seconds(text: str) -> float:

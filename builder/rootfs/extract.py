@@ -226,7 +226,9 @@ class _Extractor:
         try:
             st = os.lstat(target)
         except FileNotFoundError:
-            raise self.fail(member.name, f"hardlink target {member.linkname!r} does not exist")
+            raise self.fail(
+                member.name, f"hardlink target {member.linkname!r} does not exist"
+            ) from None
         if stat.S_ISDIR(st.st_mode):
             raise self.fail(member.name, "hardlink to a directory")
         os.link(target, path, follow_symlinks=False)

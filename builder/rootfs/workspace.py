@@ -371,7 +371,7 @@ def _vfs_diff(root: Path, before: dict[str, _Meta], after: dict[str, _Meta]) -> 
     for path, meta in after.items():
         if before.get(path) != meta:
             out.append(_entry(path, root / path))
-    for path, old in before.items():
+    for path in before:
         if path in after:
             continue
         parent = path.rpartition("/")[0]

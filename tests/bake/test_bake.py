@@ -18,7 +18,7 @@ def test_bake_builds_every_service_and_the_shared_stage_once(tmp_path: Path,
     assert [line.split()[0] for line in lines[-3:]] == ["api", "worker", "docs"]
     ran = [line for line in lines if line.strip() == "shared-base-step"]
     assert len(ran) == 1, res.stdout
-    assert any(line.startswith("[api] ") or line.startswith("[worker] ") for line in lines
+    assert any(line.startswith(("[api] ", "[worker] ")) for line in lines
                if "Using cache" in line)
     images = with_busybox("images").stdout
     for name in ("bake-api", "bake-worker", "bake-docs"):

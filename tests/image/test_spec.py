@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from builder.errors import ImageError
+from builder.errors import DigestMismatch, ImageError
 from builder.image.digest import HashingReader, VerifyingReader, digest_hex, sha256_digest
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
@@ -20,7 +20,6 @@ from builder.image.spec import (
     Manifest,
     Platform,
 )
-from builder.errors import DigestMismatch
 
 D = "sha256:" + "a" * 64
 
