@@ -168,16 +168,18 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
     jobs = args.jobs or os.cpu_count() or 1
     failures: list[PybuildError] = []
+    built: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [(service, pool.submit(one, item)) for service, item in zip(services, prepared)]
         for service, future in futures:
             try:
-                image_id = future.result()
+                built.append((service.name, future.result()))
             except PybuildError as exc:
                 exc.message = f"baking service {service.name!r}: {exc.message}"
                 failures.append(exc)
-                continue
-            print(f"{service.name} {image_id.removeprefix('sha256:')}", flush=True)
+    # the summary comes last, after every service's own output
+    for name, image_id in built:
+        print(f"{name} {image_id.removeprefix('sha256:')}", flush=True)
     if failures:
         raise failures[0]
     return 0
