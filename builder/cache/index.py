@@ -83,6 +83,10 @@ class CacheIndex:
             return None
         return entry
 
+    def remove(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / f"{key}.json").unlink()
+
     def put(self, key: str, entry: CacheEntry) -> None:
         from builder.image.layout import write_atomic
 

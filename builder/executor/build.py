@@ -114,6 +114,7 @@ class BuildState:
         self._stat_cache: Any = None
         self._lock = threading.RLock()
         self.misses = 0  # steps that ran
+        self.recorded: list[str] = []  # cache entries this build wrote
         self.step_keys: list[str] = []  # keys of file-system steps, for --cache-to
         self.cache_mounts: set[Path] = set()
         self.cache: Any = None
@@ -179,6 +180,8 @@ class BuildState:
             return
         with contextlib.suppress(OSError):
             self.cache.put(key, entry)
+            with self._lock:
+                self.recorded.append(key)
 
     def share(self, key: str) -> None:
         """Send the file-system step ``key`` to the --cache-to registry after the build."""
@@ -315,18 +318,16 @@ class BuildState:
         if self._stat_cache is not None:
             self._stat_cache.save()
 
-    def forget_new_data(self, blobs_before: set[str], layers_before: set[str]) -> None:
-        """After a failure: remove blobs and cached layers this build wrote."""
+    def forget_new_data(self, layers_before: set[str]) -> None:
+        """After a failure: drop the cache entries this build recorded, the blobs nothing
+        references then (through gc, which leaves other processes' in-flight blobs alone)
+        and the layer directories this build made."""
         from builder.rootfs.workspace import layer_cache_dir
 
-        referenced: set[str] = set()
-        for record in self.store.images():
-            referenced.add(record.manifest.config.digest)
-            referenced.update(d.digest for d in record.manifest.layers)
-        if (self.store.root / "blobs").exists():
-            for digest in set(self.store.layout.blob_digests()) - blobs_before - referenced:
-                with contextlib.suppress(OSError, PybuildError):
-                    self.store.layout.remove_blob(digest)
+        if self.cache is not None:  # a failed build leaves the store as it found it
+            for key in self.recorded:
+                self.cache.remove(key)
+        self.store.gc()
         for diff_id in self.new_layer_dirs:
             if diff_id.split(":", 1)[-1] not in layers_before:
                 shutil.rmtree(layer_cache_dir(self.store.root, diff_id), ignore_errors=True)
@@ -360,7 +361,6 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
     containerfile, plan = plan_build(store, options)
     progress.stage_count = len(plan.stages)
     state = BuildState(store, options, containerfile, plan, progress)
-    before = set(store.layout.blob_digests()) if (store.root / "blobs").exists() else set()
     before_layers = set(os.listdir(store.root / "layers")) if (store.root / "layers").exists() \
         else set()
     committed = False
@@ -383,7 +383,7 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
         state.close()
         if not committed:
             with contextlib.suppress(Exception):
-                state.forget_new_data(before, before_layers)
+                state.forget_new_data(before_layers)
     if state.remote is not None:
         state.remote.close()
     leftovers = unconsumed(options.build_args, plan.scope.consumed)
