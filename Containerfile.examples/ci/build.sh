@@ -3,7 +3,7 @@
 # then push. Runner after runner, steps hit the cache pushed by earlier jobs,
 # and RUN --mount=type=cache directories (pip, apt, go caches) arrive warm.
 #
-#   REGISTRY=registry.example.com/team CI_COMMIT_SHA=abc123 sh build.sh [CONTEXT]
+#   REGISTRY=HOST:PORT/team CI_COMMIT_SHA=abc123 sh build.sh [CONTEXT]
 set -eu
 : "${REGISTRY:?set REGISTRY to host[:port]/namespace}"
 context=${1:-.}
