@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("-f", "--force", action="store_true",
-                        help="remove an image with several names, all names included")
+                        help="remove an image with several names, or one working containers "
+                             "use (they keep their layers)")
     parser.add_argument("-a", "--all", action="store_true", help="remove every image")
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image names or IDs")
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     failures: list[PybuildError] = []
     for ref in dict.fromkeys(refs):
         try:
+            if not args.force:
+                _refuse_if_used(store, ref)
             lines = store.remove(ref, force=args.force or args.all)
         except PybuildError as exc:
             failures.append(exc)
@@ -36,3 +39,17 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     if failures:
         raise failures[0]
     return 0
+
+
+def _refuse_if_used(store: object, ref: str) -> None:
+    """Buildah refuses to remove an image a working container was made from."""
+    from builder.containers import list_containers
+    from builder.errors import StoreError
+
+    record = store.lookup(ref)  # type: ignore[attr-defined]
+    users = [c.name for c in list_containers(store) if c.image_id == record.id]  # type: ignore[arg-type]
+    if users:
+        raise StoreError(
+            f"removing image {ref!r}: image is in use by container(s): {', '.join(users)}",
+            hint="remove the containers first (pybuild rm), or use rmi -f",
+        )
