@@ -364,6 +364,23 @@ class Store:
             return []
         return self._records(self.layout.read_index())
 
+    def stored(self, manifest_digest: str) -> ImageRecord | None:
+        """The image whose manifest has this digest when ``index.json`` lists it and all
+        its blobs are present, else None (nothing is hashed again)."""
+        if not (self.root / "index.json").exists():
+            return None
+        index = self.layout.read_index()
+        if not any(d.digest == manifest_digest for d in index.manifests):
+            return None
+        try:
+            record = self._record(manifest_digest, _names_of(index, manifest_digest))
+        except StoreError:  # a blob is missing: import it again
+            return None
+        blobs = [record.manifest.config, *record.manifest.layers]
+        if not all(self.layout.has_blob(d.digest) for d in blobs):
+            return None
+        return record
+
     def lookup(self, ref: str) -> ImageRecord:
         """An image by name, short name, full or abbreviated ID, or manifest digest."""
         images = self.images()
@@ -420,11 +437,13 @@ class Store:
                         f"storing manifest: blob {desc.digest} is missing from the store")
             digest, size = layout.put_blob(manifest_bytes)
             index = layout.read_index()
+            before = index.to_json()
             desc = Descriptor(manifest.media_type, digest, size)
             if not any(d.digest == digest for d in index.manifests):
                 index.manifests.append(desc)
             index = _set_names(index, desc, wanted)
-            layout.write_index(index)
+            if index.to_json() != before:  # a no-change rebuild leaves index.json alone
+                layout.write_index(index)
             return self._record(digest, _names_of(index, digest))
 
     def tag(self, ref: str, *names: str) -> ImageRecord:

@@ -177,7 +177,8 @@ def _uncompressed_file(store: Store, desc: Descriptor) -> Iterator[tuple[IO[byte
             yield blob, desc.size
             return
         with tempfile.TemporaryFile(dir=store.tmp_dir()) as out:
-            shutil.copyfileobj(open_decompressed(blob, compression), out, 1 << 20)  # type: ignore[misc]
+            reader: Any = open_decompressed(blob, compression)
+            shutil.copyfileobj(reader, out, 1 << 20)
             size = out.tell()
             out.seek(0)
             yield out, size
@@ -249,6 +250,10 @@ def _import_oci(store: Store, layout: Layout, ref: str | None,
             raise ImageError(f"reading {layout.root}: empty image index")
         desc = (match or nested.manifests)[0]
     manifest_bytes = _verified(layout, desc)
+    if not names:  # already imported (a rebuild): no blob is read or written again
+        stored = store.stored(desc.digest)
+        if stored is not None:
+            return stored
     manifest = Manifest.from_json(manifest_bytes)
     with store.pin():
         for blob in [manifest.config, *manifest.layers]:

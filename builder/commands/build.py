@@ -10,6 +10,7 @@ builds once per platform into the ``--manifest`` list.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -287,7 +288,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         cache_mounts=args.cache_mounts,
         squash="all" if args.squash_all else "new" if args.squash else None,
         pull=pull,
-        registry=registry_options(args),
+        registry=functools.partial(registry_options, args),
     )
     store = Store(options.root)
     progress = Progress(quiet=args.quiet)

@@ -8,7 +8,8 @@ Stages that do not depend on each other run concurrently (``jobs`` threads).
 The layer cache (``builder.cache``) is on unless ``layers`` is false; with
 ``no_cache`` every step runs and its result replaces what was cached. A build
 whose every step was cached reuses the creation time recorded with the cached
-steps, so it gives the image the first build gave.
+steps, so it gives the image the first build gave. The parsed Containerfile is
+kept in the store too (``cache/parsed/``), so such a build never loads the parser.
 
 Base images (FROM, ``COPY --from=IMAGE``, ``RUN --mount from=IMAGE``) come from
 the store or a registry as the pull policy says: ``missing`` (the default),
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import shutil
 import threading
@@ -76,7 +78,8 @@ class BuildOptions:
     cache_mounts: bool = False  # ship RUN --mount=type=cache contents with the cache
     squash: str | None = None  # "new": the target stage's layers as one; "all": one layer
     pull: str = "missing"  # base image policy: missing, always, never or newer
-    registry: Any = None  # RegistryOptions for pulls (the platform is filled in per build)
+    registry: Any = None  # RegistryOptions for pulls, or a function that makes them
+    # (the platform is filled in per build)
 
 
 @dataclass
@@ -257,9 +260,11 @@ class BuildState:
 
         location = base.location if base is not None else None
         transport, rest = parse_transport(name)
-        if transport in ("oci", "oci-archive", "docker-archive"):
-            return import_image(self.store, name)
         with self._pull_lock:
+            if transport in ("oci", "oci-archive", "docker-archive"):
+                if name not in self._found:
+                    self._found[name] = import_image(self.store, name)
+                return self._found[name]
             if rest not in self._found:
                 self._found[rest] = self._resolve_image(rest, location)
             return self._found[rest]
@@ -307,8 +312,10 @@ class BuildState:
 
         from builder.registry.client import RegistryOptions
 
-        base = self.options.registry or RegistryOptions()
-        return dataclasses.replace(base, platform=str(self.options.platform))
+        base = self.options.registry
+        if callable(base):  # made on first use: most builds never talk to a registry
+            base = base()
+        return dataclasses.replace(base or RegistryOptions(), platform=str(self.options.platform))
 
     def close(self) -> None:
         for result in list(self.results.values()):
@@ -336,9 +343,7 @@ class BuildState:
 def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildPlan]:
     """Parse and plan the Containerfile for ``options.platform``; a RUN the platform
     cannot run here is an error."""
-    from builder.instructions.parse import parse_containerfile
-
-    containerfile = parse_containerfile(options.containerfile.text, options.containerfile.display)
+    containerfile = parse_cached(store, options.containerfile)
     known: dict[str, bool] = {}
 
     def image_exists(name: str) -> bool:
@@ -354,6 +359,57 @@ def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildP
                      target=options.target, image_exists=image_exists)
     check_emulation(plan, options.platform)
     return containerfile, plan
+
+
+def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
+    """The parsed Containerfile, kept in ``<store>/cache/parsed/`` under a key of the
+    text, its name and the parser's source files, so a rebuild skips the parser."""
+    import hashlib
+    import pickle
+
+    key = hashlib.sha256(b"%s\0%s\0%s" % (_parser_fingerprint(), source.display.encode(),
+                                            source.text)).hexdigest()
+    path = Path(store.root) / "cache" / "parsed" / f"{key}.pickle"
+    try:
+        with open(path, "rb") as f:
+            cached = pickle.load(f)
+        if isinstance(cached, Containerfile):
+            return cached
+    except Exception:  # noqa: BLE001 - a missing or unreadable entry is a miss
+        pass
+    from builder.instructions.parse import parse_containerfile
+
+    containerfile = parse_containerfile(source.text, source.display)
+    with contextlib.suppress(OSError, pickle.PicklingError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(store.tmp_dir()) / f"parsed-{key}"
+        tmp.write_bytes(pickle.dumps(containerfile, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    return containerfile
+
+
+@functools.cache
+def _parser_fingerprint() -> bytes:
+    """Names, sizes and modification times of the package's source files and the
+    Python version: a change to any of them gives parse results new keys."""
+    import sys
+
+    package = Path(__file__).resolve().parents[1]
+    parts = [sys.version.encode()]
+    pending, seen = [package], set()
+    while pending:
+        directory = pending.pop()
+        if directory.resolve() in seen:
+            continue
+        seen.add(directory.resolve())
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir() and entry.name != "__pycache__":  # the grammar is a link
+                    pending.append(Path(entry.path))
+                elif entry.name.endswith((".py", ".lark")):
+                    st = entry.stat()
+                    parts.append(f"{entry.path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return b"\n".join(sorted(parts))
 
 
 def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
@@ -539,13 +595,13 @@ def _local_only(ref: str) -> bool:
 
 def _run_stages(state: BuildState, jobs: int) -> None:
     """Run the planned stages, each once its dependencies are done, ``jobs`` at a time."""
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
     stages = state.plan.stages
     if jobs <= 1 or len(stages) == 1:
         for position, stage_plan in enumerate(stages, 1):
             state.results[stage_plan.index] = StageExecutor(state, stage_plan, position).run()
         return
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     state.progress.out = LineWriter(state.progress.out)  # type: ignore[assignment]
     waiting = {plan.index: (position, plan) for position, plan in enumerate(stages, 1)}
     done: set[int] = set()
