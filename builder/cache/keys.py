@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
-from builder.cache.statcache import StatCache
+from builder.cache.statcache import StatCache, digest_file
 
 
 def step_key(parent: str, *parts: Any) -> str:
@@ -33,21 +33,13 @@ def _entry(rel: str, path: str, st: os.stat_result, stats: StatCache | None) -> 
     mode = st.st_mode
     head = f"{rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}"
     if stat.S_ISREG(mode):
-        digest = stats.digest(rel, path, st) if stats is not None else _plain_digest(path)
+        digest = stats.digest(rel, path, st) if stats is not None else digest_file(path)
         return f"{head}\0{digest}"
     if stat.S_ISLNK(mode):
         return f"{head}\0{os.readlink(path)}"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return f"{head}\0{st.st_rdev}"
     return head
-
-
-def _plain_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,

@@ -16,11 +16,15 @@ from pathlib import Path
 _READ = 1 << 20
 
 
-def _digest_file(path: str) -> str:
+def digest_file(path: str) -> str:
+    """sha256 (hex) of a file's content, read through a raw descriptor."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_READ):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while chunk := os.read(fd, _READ):
             h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -53,7 +57,7 @@ class StatCache:
         if known is not None and known[:5] == stamp:
             self._seen[rel] = known
             return str(known[5])
-        value = _digest_file(path)
+        value = digest_file(path)
         with self._lock:
             self._seen[rel] = [*stamp, value]
             self.hashed += 1

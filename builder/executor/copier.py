@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import email.utils
+import errno
 import hashlib
 import os
 import posixpath
@@ -23,10 +24,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from builder.context import context_path, resolve_in_root
 from builder.errors import ContextError, StepError
+
+if TYPE_CHECKING:
+    from builder.image.layer import LayerEntry
 
 _GLOB_CHARS = re.compile(r"[*?\[\\]")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -34,6 +38,7 @@ _CHMOD_CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
 _DOWNLOAD_MODE = 0o600
 _HEREDOC_MODE = 0o644
 _DIR_MODE = 0o755
+_SMALL_FILE = 1 << 20  # read whole; larger files are copied by sendfile
 
 
 @dataclass(frozen=True)
@@ -220,99 +225,261 @@ def apply_chmod(spec: str, mode: int, is_dir: bool) -> int:
 
 @dataclass
 class _Writer:
-    """Writes entries under a root, applying owner and chmod, preserving hard links."""
+    """Writes entries under a root, applying owner and chmod, preserving hard links.
+
+    Paths are plain strings: this runs once per copied file."""
 
     root: Path
     owner: tuple[int, int]
     chmod: str | None
-    links: dict[tuple[int, int], Path] = field(default_factory=dict)
-    dirs: list[tuple[Path, os.stat_result | None]] = field(default_factory=list)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+    dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)  # directories known to exist
 
     def mode(self, st_mode: int, is_dir: bool) -> int:
         if self.chmod is None:
             return stat.S_IMODE(st_mode)
         return apply_chmod(self.chmod, st_mode, is_dir)
 
-    def ensure_dir(self, path: Path, st: os.stat_result | None = None) -> None:
+    def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
         """Make ``path`` a directory (replacing a non-directory); parents get 0755, root-owned."""
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            path.unlink()
-        if not path.exists():
-            self.make_parents(path.parent)
-            path.mkdir()
+        try:
+            current: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and not stat.S_ISDIR(current.st_mode):
+            self.remove_existing(path)
+            current = None
+        if current is None:
+            self.make_parents(os.path.dirname(path))
+            os.mkdir(path)
             os.chmod(path, self.mode(st.st_mode, True) if st else _DIR_MODE)
             os.lchown(path, *self.owner)
         elif st is not None:
             os.chmod(path, self.mode(st.st_mode, True))
             os.lchown(path, *self.owner)
+        self.known.add(path)
         if st is not None:
             self.dirs.append((path, st))
 
-    def make_parents(self, path: Path) -> None:
-        missing: list[Path] = []
-        while not path.exists() and not path.is_symlink():
-            missing.append(path)
-            path = path.parent
-        for directory in reversed(missing):
-            directory.mkdir()
-            os.chmod(directory, _DIR_MODE)
-
-    def remove_existing(self, path: Path) -> None:
-        if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
-
-    def put(self, source: Path, st: os.stat_result, dest: Path) -> None:
-        """Copy one non-directory entry (file, symlink, device, fifo)."""
-        self.make_parents(dest.parent)
-        key = (st.st_dev, st.st_ino)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in self.links:
-            self.remove_existing(dest)
-            os.link(self.links[key], dest)
+    def make_parents(self, path: str) -> None:
+        if path in self.known:
             return
-        self.remove_existing(dest)
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(source), dest)
+        missing: list[str] = []
+        probe = path
+        while not os.path.lexists(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            os.chmod(directory, _DIR_MODE)
+        if missing or os.path.isdir(path):
+            self.known.add(path)
+
+    def remove_existing(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+            below = path + "/"
+            self.dirs = [d for d in self.dirs if d[0] != path and not d[0].startswith(below)]
+        else:
+            os.unlink(path)
+        if not stat.S_ISREG(st.st_mode):
+            below = path + "/"
+            self.known = {k for k in self.known if k != path and not k.startswith(below)}
+
+    def _create(self, path: str, make: Callable[[], None]) -> None:
+        """Run ``make`` to create ``path``, replacing whatever is there."""
+        try:
+            make()
+        except FileExistsError:
+            self.remove_existing(path)
+            make()
+
+    def _open_new(self, path: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o600)
+        except FileExistsError:
+            self.remove_existing(path)
+            return os.open(path, flags, 0o600)
+
+    def put(self, source: str, st: os.stat_result, dest: str) -> None:
+        """Copy one non-directory entry (file, symlink, device, fifo)."""
+        self.make_parents(os.path.dirname(dest))
+        mode = st.st_mode
+        key = (st.st_dev, st.st_ino)
+        linked = st.st_nlink > 1 and stat.S_ISREG(mode)
+        if linked and key in self.links:
+            first = self.links[key]
+            self._create(dest, lambda: os.link(first, dest))
+            return
+        if stat.S_ISLNK(mode):
+            target = os.readlink(source)
+            self._create(dest, lambda: os.symlink(target, dest))
             os.lchown(dest, *self.owner)
             os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
             return
-        if stat.S_ISREG(st.st_mode):
-            shutil.copyfile(source, dest, follow_symlinks=False)
-        else:
-            os.mknod(dest, st.st_mode, st.st_rdev)
+        if stat.S_ISREG(mode):
+            src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                out = self._open_new(dest)
+                try:
+                    _copy_data(src, out, st.st_size)
+                    self._finish_file(out, self.mode(mode, False), st.st_mtime_ns)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(src)
+            if linked:
+                self.links[key] = dest
+            return
+        self._create(dest, lambda: os.mknod(dest, mode, st.st_rdev))
         os.chown(dest, *self.owner)
-        os.chmod(dest, self.mode(st.st_mode, False))
+        os.chmod(dest, self.mode(mode, False))
         os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns))
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            self.links[key] = dest
 
-    def put_bytes(self, data: bytes, dest: Path, mode: int, mtime: float) -> None:
-        self.make_parents(dest.parent)
-        self.remove_existing(dest)
-        dest.write_bytes(data)
-        os.chown(dest, *self.owner)
-        os.chmod(dest, self.mode(mode, False) if self.chmod else mode)
-        os.utime(dest, (mtime, mtime))
+    def _finish_file(self, fd: int, mode: int, mtime_ns: int) -> None:
+        os.fchown(fd, *self.owner)  # before the mode: chown clears set-id bits
+        os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+    def put_bytes(self, data: bytes, dest: str, mode: int, mtime: float) -> None:
+        self.make_parents(os.path.dirname(dest))
+        out = self._open_new(dest)
+        try:
+            _write_all(out, data)
+            ns = int(mtime * 1_000_000_000)
+            self._finish_file(out, self.mode(mode, False) if self.chmod else mode, ns)
+        finally:
+            os.close(out)
 
     def finish(self) -> None:
         """Directory mtimes last, deepest first, since writing children moves them."""
-        for path, st in sorted(self.dirs, key=lambda d: -len(d[0].parts)):
-            if st is not None:
-                os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        for path, st in sorted(self.dirs, key=lambda d: -d[0].count("/")):
+            os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
 
-def _walk(base: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_data(src: int, dst: int, size: int) -> None:
+    """Copy a file between descriptors: a small one in one read, a large one in the kernel."""
+    if size >= _SMALL_FILE:
+        try:
+            while os.sendfile(dst, src, None, _SMALL_FILE << 3) > 0:
+                pass
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+    while data := os.read(src, _SMALL_FILE):
+        _write_all(dst, data)
+
+
+@dataclass
+class _Planned:
+    """Stands in for ``_Writer`` on an empty root: records what the copy would create
+    as layer entries read straight from the sources, writing nothing. Paths are
+    absolute inside the root."""
+
+    anchor: Path  # any existing directory: the on-disk stand-in for made directories
+    owner: tuple[int, int]
+    chmod: str | None
+    nodes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # (source, is_dir)
+    metadata: dict[str, tuple[int, int, int, float | None]] = field(default_factory=dict)
+
+    mode = _Writer.mode
+
+    def _is_dir(self, path: str) -> bool:
+        return path == "/" or (path in self.nodes and self.nodes[path][1])
+
+    def _remove(self, path: str) -> None:
+        if path in self.nodes and self.nodes[path][1]:
+            below = path + "/"
+            for key in [k for k in self.nodes if k.startswith(below)]:
+                del self.nodes[key], self.metadata[key]
+        self.nodes.pop(path, None)
+        self.metadata.pop(path, None)
+
+    def _mkdir(self, path: str, mode: int, owner: tuple[int, int]) -> None:
+        self.nodes[path] = (os.fspath(self.anchor), True)
+        self.metadata[path] = (mode, *owner, None)
+
+    def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
+        if path in self.nodes and not self.nodes[path][1]:
+            self._remove(path)
+        if not self._is_dir(path):
+            self.make_parents(posixpath.dirname(path))
+            self._mkdir(path, self.mode(st.st_mode, True) if st else _DIR_MODE, self.owner)
+        elif st is not None and path != "/":
+            self.metadata[path] = (self.mode(st.st_mode, True), *self.owner, None)
+        if st is not None and path != "/":
+            self.metadata[path] = (*self.metadata[path][:3], st.st_mtime)
+
+    def make_parents(self, path: str) -> None:
+        missing: list[str] = []
+        while path.strip("/") and path not in self.nodes:
+            missing.append(path)
+            path = posixpath.dirname(path)
+        for directory in reversed(missing):
+            self._mkdir(directory, _DIR_MODE, (os.geteuid(), os.getegid()))
+
+    def put(self, source: str, st: os.stat_result, dest: str) -> None:
+        self.make_parents(posixpath.dirname(dest))
+        self._remove(dest)
+        mode = 0o777 if stat.S_ISLNK(st.st_mode) else self.mode(st.st_mode, False)
+        self.nodes[dest] = (source, False)
+        self.metadata[dest] = (mode, *self.owner, st.st_mtime)
+
+    def entries(self) -> list[LayerEntry]:
+        from builder.image.layer import LayerEntry, Override
+
+        now = time.time()
+        out = []
+        for path, (source, _) in self.nodes.items():
+            mode, uid, gid, mtime = self.metadata[path]
+            out.append(LayerEntry(path[1:], Path(source),
+                                  Override(mode, uid, gid, now if mtime is None else mtime)))
+        return sorted(out, key=lambda e: e.path)
+
+
+def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] | None:
+    """The layer a plain COPY into an empty root makes, as entries read from the sources,
+    so that the files need not be written first; None when the step is not that plain."""
+    if (request.is_add or request.heredocs or request.parents or request.excludes
+            or any(_URL.match(s) for s in request.sources)):
+        return None
+    sources = _expand_sources(tree, request)
+    dest_is_dir = (request.dest_is_dir or len(sources) > 1
+                   or (len(sources) == 1 and _source_is_dir(tree, sources[0].rel)))
+    dest = "/" + posixpath.normpath("/" + request.dest).lstrip("/")
+    dest_is_dir = dest_is_dir or dest == "/"
+    planned = _Planned(tree.root, request.owner or (0, 0), request.chmod)
+    if dest_is_dir:
+        planned.ensure_dir(dest)
+    for source in sources:
+        _copy_source(tree, source, dest, dest_is_dir, request, planned)
+    return planned.entries()
+
+
+def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
     """(relative path, absolute path, lstat) of everything below a directory, parents first."""
     stack = [""]
     while stack:
         sub = stack.pop()
-        with os.scandir(base / sub if sub else base) as it:
+        with os.scandir(f"{base}/{sub}" if sub else base) as it:
             entries = sorted(it, key=lambda e: e.name, reverse=True)
         for entry in entries:
             child = f"{sub}/{entry.name}" if sub else entry.name
             st = entry.stat(follow_symlinks=False)
-            yield child, Path(entry.path), st
+            yield child, entry.path, st
             if stat.S_ISDIR(st.st_mode):
                 stack.append(child)
 
@@ -423,22 +590,24 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
     if not dest_is_dir and dest.is_dir():
         dest_is_dir = True
     writer = _Writer(root, request.owner or (0, 0), request.chmod)
+    target = os.fspath(dest)
     try:
-        if dest_is_dir:
-            writer.ensure_dir(dest) if not dest.is_dir() else None
+        if dest_is_dir and not dest.is_dir():
+            writer.ensure_dir(target)
         for source in sources:
             assert tree is not None
-            _copy_source(tree, source, dest, dest_is_dir, request, writer)
+            _copy_source(tree, source, target, dest_is_dir, request, writer)
         for name in heredocs:
-            target = dest / name if dest_is_dir else dest
             mtime = request.timestamp if request.timestamp is not None else time.time()
-            writer.put_bytes(request.heredocs[name], target, _HEREDOC_MODE, mtime)
+            writer.put_bytes(request.heredocs[name], _join(target, name) if dest_is_dir else target,
+                             _HEREDOC_MODE, mtime)
         for url in urls:
             if fetch is None:
                 raise StepError(f"ADD failed: downloading {url!r}: no downloader")
             data, mtime = fetch(url, request.checksum)
             name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "download"
-            writer.put_bytes(data, dest / name if dest_is_dir else dest, _DOWNLOAD_MODE, mtime)
+            writer.put_bytes(data, _join(target, name) if dest_is_dir else target,
+                             _DOWNLOAD_MODE, mtime)
         writer.finish()
     except OSError as exc:
         raise StepError(
@@ -464,39 +633,44 @@ def _follow_source(tree: SourceTree, rel: str) -> Path:
     return path
 
 
-def _copy_source(tree: SourceTree, source: _Source, dest: Path, dest_is_dir: bool,
-                 request: CopyRequest, writer: _Writer) -> None:
+def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool,
+                 request: CopyRequest, writer: _Writer | _Planned) -> None:
     path = _follow_source(tree, source.rel)
     st = path.lstat()
-    excluded = _exclusion(request.excludes)
-    if request.parents:
-        dest = dest / source.keep if source.keep else dest
-        if source.keep:
-            writer.make_parents(dest.parent)
+    excluded = _exclusion(request.excludes) if request.excludes else None
+    if request.parents and source.keep:
+        dest = _join(dest, source.keep)
+        writer.make_parents(posixpath.dirname(dest))
     if stat.S_ISDIR(st.st_mode):
         writer.ensure_dir(dest, st if request.parents and source.keep else None)
-        for child, absolute, child_st in _walk(path):
-            tree_rel = f"{source.rel}/{child}" if source.rel else child
-            if path == tree.root / source.rel and not tree.visible(tree_rel):
+        filtered = tree.included is not None and path == tree.root / source.rel
+        prefix = f"{source.rel}/" if source.rel else ""
+        base = dest.rstrip("/") + "/"
+        for child, absolute, child_st in _walk(os.fspath(path)):
+            if filtered and not tree.visible(prefix + child):
                 continue
-            if excluded(child):
+            if excluded is not None and excluded(child):
                 continue
-            target = dest / child
             if stat.S_ISDIR(child_st.st_mode):
-                writer.ensure_dir(target, child_st)
+                writer.ensure_dir(base + child, child_st)
             else:
-                writer.put(absolute, child_st, target)
+                writer.put(absolute, child_st, base + child)
         return
     name = posixpath.basename(source.rel)
-    if excluded(name):
+    if excluded is not None and excluded(name):
         return
-    target = dest / name if dest_is_dir and not request.parents else dest
+    target = _join(dest, name) if dest_is_dir and not request.parents else dest
     if request.is_add and stat.S_ISREG(st.st_mode):
         kind = archive_kind(path)
         if kind is not None:
-            extract_archive(path, kind, dest if dest_is_dir else dest, writer.root)
+            assert isinstance(writer, _Writer)
+            extract_archive(path, kind, Path(dest), writer.root)
             return
-    writer.put(path, st, target)
+    writer.put(os.fspath(path), st, target)
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}"
 
 
 # ADD: archives and URLs
@@ -555,16 +729,16 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
                 target = resolve_in_root(root, f"{dest_rel}/{name}", follow_last=False)
                 if not _inside(target, root):
                     raise StepError(f"ADD failed: extracting {path.name}: {name!r} escapes")
-                writer.make_parents(target.parent)
+                writer.make_parents(os.fspath(target.parent))
                 if member.isdir():
                     if not target.is_dir():
-                        writer.remove_existing(target)
+                        writer.remove_existing(os.fspath(target))
                         target.mkdir()
                     dirs.append((target, member))
                     os.chmod(target, member.mode & 0o7777)
                     os.lchown(target, member.uid, member.gid)
                     continue
-                writer.remove_existing(target)
+                writer.remove_existing(os.fspath(target))
                 if member.issym():
                     os.symlink(member.linkname, target)
                 elif member.islnk():

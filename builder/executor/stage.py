@@ -30,6 +30,7 @@ from builder.executor.copier import (
     copy_into,
     download,
     lookup_owner,
+    planned_entries,
 )
 from builder.image.spec import Descriptor, History, ImageConfig
 from builder.instructions import model as m
@@ -103,6 +104,7 @@ class StageExecutor:
         self.scope: ArgScope = build.plan.scope.child()
         self.state: cfg.ConfigState
         self.pending_volumes: list[str] = []  # VOLUMEs after the last file system change
+        self.planned: list[LayerEntry] | None = None  # a COPY's layer, planned by run_copy
         self.result: StageResult
 
     # expansion
@@ -300,22 +302,28 @@ class StageExecutor:
 
     def record(self, instruction: m.Instruction, changes_fs: bool, key: str) -> CacheEntry:
         """Write a layer for the step's changes, or an empty-layer history entry."""
-        entries = self.result.open().changes() if changes_fs else []
+        planned, self.planned = self.planned, None
+        if planned is not None:
+            entries = planned
+        else:
+            entries = self.result.open().changes() if changes_fs else []
         history = History(created=self.build.created, created_by=cfg.history_text(instruction),
                           empty_layer=not entries)
-        layer = self.add_layer(entries) if entries else None
+        layer = self.add_layer(entries, planned is None) if entries else None
         self.result.config.history.append(history)
         return self.remember(key, history, layer)
 
-    def add_layer(self, entries: list[LayerEntry]) -> LayerResult:
-        """Write the changes as the stage's next layer and make it the workspace's base."""
+    def add_layer(self, entries: list[LayerEntry], from_workspace: bool = True) -> LayerResult:
+        """Write the changes as the stage's next layer and make it the workspace's base
+        (entries planned without a workspace leave it to be assembled when needed)."""
         from builder.image.layer import write_layer
 
         build = self.build
         layer = write_layer(entries, build.store.layout, compression=build.options.compression,
                             timestamp=build.options.timestamp, format=build.layer_format)
-        self.result.open().commit(layer.diff_id)
-        build.new_layer_dirs.add(layer.diff_id)
+        if from_workspace:
+            self.result.open().commit(layer.diff_id)
+        build.new_layer_dirs.add(layer.diff_id)  # a planned layer's is made on first use
         self.result.layers.append(layer)
         self.result.config.diff_ids.append(layer.diff_id)
         return layer
@@ -434,10 +442,19 @@ class StageExecutor:
         return request, chown
 
     def run_copy(self, ins: m.CopyInstruction, position: int | None) -> None:
+        """Copy into the root; into a stage with nothing in it yet (``FROM scratch``),
+        plan the layer from the sources instead of writing the files."""
         request, chown = self.copy_request(ins)
+        tree = self.source_tree(position)
+        empty = self.result.workspace is None and not self.result.layers
+        if empty and all(part.isdigit() for part in (chown or "0").split(":", 1)):
+            if chown:
+                request = dataclasses.replace(request, owner=lookup_owner(Path("/"), chown))
+            self.planned = planned_entries(request, tree)
+            if self.planned is not None:
+                return
         if chown:
             request = dataclasses.replace(request, owner=lookup_owner(self.result.root, chown))
-        tree = self.source_tree(position)
         is_add = isinstance(ins, m.AddInstruction)
         copy_into(self.result.root, request, tree, download if is_add else None)
 

@@ -51,12 +51,24 @@ _TYPE_BY_FORMAT = {
 
 
 @dataclass(frozen=True)
+class Override:
+    """Metadata recorded for an entry instead of its source's (xattrs are left out)."""
+
+    mode: int  # permission bits
+    uid: int
+    gid: int
+    mtime: float
+
+
+@dataclass(frozen=True)
 class LayerEntry:
     """One path in a layer: ``path`` is relative (no leading "/"); ``source`` is the
-    file, directory, symlink or device on disk, or None for a whiteout."""
+    file, directory, symlink or device on disk, or None for a whiteout; ``override``
+    replaces the source's mode, owner and mtime (a file copied without copying it)."""
 
     path: str
     source: Path | None
+    override: Override | None = None
 
 
 @dataclass(frozen=True)
@@ -211,9 +223,15 @@ class _TarStream:
         typeflag = _TYPE_BY_FORMAT.get(fmt)
         if typeflag is None:  # sockets have no tar representation
             return
-        mode = stat.S_IMODE(st.st_mode)
-        mtime = self._mtime(st.st_mtime)
-        xattrs = _xattrs(source)
+        override = entry.override
+        if override is None:
+            mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+            mtime = self._mtime(st.st_mtime)
+            xattrs = _xattrs(source)
+        else:
+            mode, uid, gid = override.mode, override.uid, override.gid
+            mtime = self._mtime(override.mtime)
+            xattrs = []
         linkname = b""
         size = 0
         devmajor = devminor = 0
@@ -232,7 +250,7 @@ class _TarStream:
             linkname = os.fsencode(os.readlink(source))
         elif typeflag in (b"3", b"4"):
             devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        self._add_header(name, mode, st.st_uid, st.st_gid, size, mtime, typeflag, linkname,
+        self._add_header(name, mode, uid, gid, size, mtime, typeflag, linkname,
                          devmajor, devminor, xattrs)
         if size:
             self._add_content(path, source, size)
