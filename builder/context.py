@@ -11,7 +11,6 @@ from typing import BinaryIO
 from builder.errors import ContextError
 
 DEFAULT_NAMES = ("Containerfile", "Dockerfile")
-_MAX_LINKS = 40
 
 
 @dataclass(frozen=True)
@@ -83,29 +82,12 @@ def context_path(source: str) -> str:
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """Resolve ``path`` under ``root`` as if root were ``/``: symlinks (absolute ones
-    too) are followed inside root and ``..`` stops at root. Missing tails are kept."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        is_last = not parts
-        if (follow_last or not is_last) and candidate.is_symlink():
-            links += 1
-            if links > _MAX_LINKS:
-                raise ContextError(
-                    f"resolving {path!r}: too many levels of symbolic links"
-                )
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+    """Resolve ``path`` under ``root`` as if root were ``/`` (see
+    ``builder.rootfs.paths.resolve_in_root``); a symlink loop is a ContextError."""
+    from builder.rootfs.paths import resolve_in_root as resolve
+
+    try:
+        resolved = resolve(root, path, follow_last=follow_last)
+    except OSError as exc:
+        raise ContextError(f"resolving {path!r}: too many levels of symbolic links") from exc
+    return Path(root) / resolved.relative_to(os.path.abspath(root))

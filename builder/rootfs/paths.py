@@ -10,12 +10,13 @@ __all__ = ["resolve_in_root"]
 _MAX_LINKS = 255
 
 
-def resolve_in_root(root: Path, path: str) -> Path:
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
     """The host path of ``path`` as the container sees it, symlinks included.
 
     Symlinks are followed as if ``root`` were ``/`` (absolute targets restart
     at ``root``, ``..`` stops at ``root``), so the result is always inside
     ``root``. A missing component ends resolution; the rest is appended.
+    With ``follow_last`` false a symlink in the last component is kept.
     """
     root = Path(os.path.abspath(root))
     pending = [p for p in path.split("/") if p not in ("", ".")]
@@ -28,6 +29,9 @@ def resolve_in_root(root: Path, path: str) -> Path:
                 resolved.pop()
             continue
         candidate = root.joinpath(*resolved, part)
+        if not pending and not follow_last:
+            resolved.append(part)
+            break
         try:
             target = os.readlink(candidate)
         except (FileNotFoundError, NotADirectoryError):
