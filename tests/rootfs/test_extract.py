@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import builder
 from builder.errors import DigestMismatch, LayerError
 from builder.rootfs.extract import extract_layer
 
@@ -127,8 +128,13 @@ def _device_nodes_refused_when_not_root(tmp_path: Path) -> None:
         f"try: extract_layer(open({str(raw)!r}, 'rb'), 'x', Path({str(dest)!r}), layer_digest='d')\n"
         "except LayerError as e: print(e); sys.exit(3)\n"
     )
+    # run from copies every user can read: the checkout or its venv may be under /root
+    shutil.copytree(Path(builder.__file__).parent, tmp_path / "pkg" / "builder",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-c", code], capture_output=True, text=True)
+                           "env", f"PYTHONPATH={tmp_path / 'pkg'}", python, "-c", code],
+                          capture_output=True, text=True)
     assert proc.returncode == 3, proc.stderr
     assert "device nodes can only be created as root" in proc.stdout
     assert not (dest / "null").exists()

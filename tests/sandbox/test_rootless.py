@@ -42,9 +42,12 @@ def test_rootless_sandbox(rootless_user) -> None:
     try:
         os.chmod(base, 0o755)
         root = make_busybox(base / "root")
+        # the checkout may sit under a directory other users cannot enter (/root)
+        shutil.copytree(REPO / "builder", base / "pkg" / "builder",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         subprocess.run(["chown", "-R", f"{USER}:", base], check=True)
         proc = subprocess.run(
-            ["runuser", "-u", USER, "--", "env", f"PYTHONPATH={REPO}", PYTHON, "-c", CODE,
+            ["runuser", "-u", USER, "--", "env", f"PYTHONPATH={base / 'pkg'}", PYTHON, "-c", CODE,
              str(root)], capture_output=True, text=True, cwd=base, timeout=60)
         assert proc.returncode == 4, proc.stderr
         out = proc.stdout.split()
