@@ -22,16 +22,7 @@ if TYPE_CHECKING:
     from builder.registry.client import RegistryOptions
     from builder.store import Store
 
-__all__ = [
-    "BuildRequest",
-    "CommitOptions",
-    "ConfigChanges",
-    "CopyOptions",
-    "FromOptions",
-    "RunOptions",
-    "Session",
-    "WorkingContainer",
-]
+from builder import __all__ as __all__  # the one list of public names lives there
 
 
 @dataclass(frozen=True)

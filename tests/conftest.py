@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
+EXAMPLES = REPO / "Containerfile.examples"
 CORPUS = FIXTURES / "corpus"
 
 
@@ -68,3 +70,22 @@ class Pybuild:
 def pybuild(tmp_path: Path) -> Pybuild:
     """A `pybuild` runner with a fresh store under tmp_path."""
     return Pybuild(tmp_path / "store")
+
+
+def build_busybox_store(parent: Path) -> Path:
+    """A store under ``parent`` holding localhost/busybox:latest, built by pybuild itself
+    from Containerfile.examples/busybox (Debian's busybox-static, which setup installs)."""
+    context = parent / "busybox-context"
+    shutil.copytree(EXAMPLES / "busybox", context)
+    prepared = subprocess.run(["sh", str(context / "prepare.sh")], capture_output=True, text=True)
+    if prepared.returncode != 0:
+        pytest.fail(f"preparing the busybox context failed: {prepared.stderr}")
+    root = parent / "store"
+    proc = subprocess.run(
+        [sys.executable, "-m", "builder", "bud", "-q", "--timestamp", "0",
+         "-t", "localhost/busybox:latest", str(context)],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYBUILD_ROOT": str(root)},
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"building the busybox base image failed: {proc.stderr}")
+    return root

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.commands import key_values
+
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
 
@@ -93,18 +95,6 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--squash", action="store_true",
         help="merge the target stage's new layers into one")
     add("--squash-all", action="store_true", help="merge every layer into one")
-
-
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    from builder.errors import UsageError
-
-    out: dict[str, str] = {}
-    for raw in values:
-        key, sep, value = raw.partition("=")
-        if not key or not sep:
-            raise UsageError(f"parsing {flag} {raw!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def _secrets(values: list[str]) -> dict[str, bytes]:
@@ -270,8 +260,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         build_args=build_args,
         target=args.target,
         format=fmt,
-        labels=_pairs(args.label, "--label"),
-        annotations=_pairs(args.annotation, "--annotation"),
+        labels=key_values(args.label, "--label"),
+        annotations=key_values(args.annotation, "--annotation"),
         timestamp=_timestamp(args.timestamp),
         compression=args.compression,
         isolation=isolation,

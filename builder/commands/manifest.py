@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from builder.commands import key_values
+
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
     from builder.store import Store
@@ -47,18 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     push.add_argument("destination", metavar="docker://REF")
 
 
-def _annotations(values: list[str]) -> dict[str, str]:
-    from builder.errors import UsageError
-
-    out = {}
-    for raw in values:
-        key, sep, value = raw.partition("=")
-        if not key or not sep:
-            raise UsageError(f"parsing --annotation {raw!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.store import Store
 
@@ -86,7 +76,7 @@ def _add(store: Store, args: argparse.Namespace) -> int:
     from builder.manifests import add_to_manifest, annotate_manifest
 
     found = add_to_manifest(store, args.list, args.image, _platform(args),
-                            annotations=_annotations(args.annotation) or None)
+                            annotations=key_values(args.annotation, "--annotation") or None)
     entry = found.index.manifests[-1]
     if args.os_version or args.os_features:
         found = annotate_manifest(store, found.name, entry.digest, os_version=args.os_version,
@@ -101,7 +91,7 @@ def _annotate(store: Store, args: argparse.Namespace) -> int:
     found = annotate_manifest(
         store, args.list, args.digest, os=args.os, arch=args.arch, variant=args.variant,
         os_version=args.os_version, os_features=args.os_features,
-        annotations=_annotations(args.annotation),
+        annotations=key_values(args.annotation, "--annotation"),
     )
     print(found.digest)
     return 0

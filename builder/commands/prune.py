@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands.images import human_size
     from builder.store import Store
 
     store = Store(options.root)
@@ -31,20 +32,11 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     for image_id in pruned.images:
         print(f"deleted image {image_id.removeprefix('sha256:')[:12]}")
     parts = [f"{len(pruned.images)} dangling image{'s' * (len(pruned.images) != 1)}",
-             f"{pruned.blobs} blob{'s' * (pruned.blobs != 1)} ({_size(pruned.blob_bytes)})",
+             f"{pruned.blobs} blob{'s' * (pruned.blobs != 1)} ({human_size(pruned.blob_bytes)})",
              f"{pruned.layers} extracted layer{'s' * (pruned.layers != 1)} "
-             f"({_size(pruned.layer_bytes)})",
-             f"build cache ({_size(pruned.cache_bytes)})"]
+             f"({human_size(pruned.layer_bytes)})",
+             f"build cache ({human_size(pruned.cache_bytes)})"]
     if pruned.leftovers:
         parts.append(f"{pruned.leftovers} leftover{'s' * (pruned.leftovers != 1)}")
-    print(f"freed {_size(pruned.total)}: {', '.join(parts)}")
+    print(f"freed {human_size(pruned.total)}: {', '.join(parts)}")
     return 0
-
-
-def _size(n: float) -> str:
-    units = ("B", "kB", "MB", "GB", "TB")
-    step = 0
-    while n >= 1000 and step < len(units) - 1:
-        n /= 1000
-        step += 1
-    return f"{n:.0f} B" if step == 0 else f"{n:.1f} {units[step]}"

@@ -22,23 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
-def _volume(raw: str) -> object:
-    from pathlib import Path
-
-    from builder.errors import UsageError
-    from builder.executor.sandbox import MountSpec
-
-    parts = raw.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-        raise UsageError(f"parsing volume {raw!r}: expected SRC:DST[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise UsageError(f"parsing volume {raw!r}: unknown option {mode!r}")
-    return MountSpec("bind", Path(parts[0]).resolve(), parts[1], readonly=mode == "ro")
-
-
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import is_container
+    from builder.containers import is_container, parse_volume
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
@@ -62,7 +47,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     spec = RunSpec(
         argv=argv, env=env, cwd=args.workingdir or config.working_dir or "/",
         user=config.user if args.user is None else args.user, hostname=args.hostname,
-        network=args.network, mounts=tuple(_volume(v) for v in args.volume),  # type: ignore[misc]
+        network=args.network, mounts=tuple(parse_volume(v) for v in args.volume),
         stdin=args.interactive, isolation=args.isolation,
     )
     with Workspace.create(store, layers, driver=options.storage_driver) as workspace:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.build.imagetree import read_image
-from tests.conftest import REPO, Pybuild
+from tests.conftest import REPO, Pybuild, build_busybox_store
 
 BUILDAH = shutil.which("buildah")
 
@@ -67,21 +66,7 @@ def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Copy it (``shutil.copytree``) into a test's own store root to build FROM busybox.
     """
-    busybox = Path("/bin/busybox")
-    if not busybox.exists():
-        pytest.skip("busybox-static is not installed")
-    context = tmp_path_factory.mktemp("busybox-context") / "busybox"
-    shutil.copytree(EXAMPLES / "busybox", context)
-    subprocess.run(["sh", str(context / "prepare.sh")], check=True, capture_output=True)
-    root = tmp_path_factory.mktemp("busybox-store") / "store"
-    proc = subprocess.run(
-        [sys.executable, "-m", "builder", "bud", "-q", "--timestamp", "0",
-         "-t", "localhost/busybox:latest", str(context)],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYBUILD_ROOT": str(root)},
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"building the busybox base image failed (RUN unavailable?): {proc.stderr}")
-    return root
+    return build_busybox_store(tmp_path_factory.mktemp("busybox"))
 
 
 @pytest.fixture
