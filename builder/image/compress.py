@@ -1,27 +1,31 @@
 """Layer compression: parallel gzip, multi-threaded zstd, or none.
 
+Deflate is Intel's ISA-L (through ``isal``): at its level 3 it runs about five
+times faster than zlib at level 6 on layer data, for output about 2% larger.
 Parallel gzip works as pigz does: the input is cut into fixed 1 MiB chunks,
-each deflated independently on a thread pool (zlib releases the GIL), primed
+each deflated independently on a thread pool (ISA-L releases the GIL), primed
 with the previous chunk's last 32 KiB as dictionary and ended with a sync
 flush, and the pieces are concatenated into one gzip member with the CRC32 and
 size of the whole input. Chunk boundaries depend only on the input, so the
-output is the same bytes whatever the number of threads.
+output is the same bytes whatever the number of threads (for one ISA-L
+version, as zlib's output is for one zlib version).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
+
+from isal import isal_zlib
 
 from builder.errors import ImageError
 
 CHUNK = 1 << 20
 _WINDOW = 32 * 1024
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3  # ISA-L's highest level
 ZSTD_LEVEL = 3
 COMPRESSIONS = ("gzip", "zstd", "none")
 # fixed header: magic, deflate, no flags, mtime 0, no extra flags, OS unknown
@@ -40,11 +44,11 @@ class Compressor(Protocol):
 
 def _deflate(chunk: bytes, zdict: bytes, last: bool, level: int) -> bytes:
     if zdict:
-        c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+        c = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, 9, 0, zdict)
     else:
-        c = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+        c = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, 9)
     out = c.compress(chunk)
-    return out + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return out + c.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
 
 
 class ParallelGzip:
@@ -74,7 +78,7 @@ class ParallelGzip:
         return len(data)
 
     def _submit(self, chunk: bytes, last: bool) -> None:
-        self._crc = zlib.crc32(chunk, self._crc)
+        self._crc = isal_zlib.crc32(chunk, self._crc)
         self._size += len(chunk)
         self._pending.append(
             self._pool.submit(_deflate, chunk, self._prev_tail, last, self._level)
@@ -151,9 +155,9 @@ def detect_compression(head: bytes) -> str:
 def open_decompressed(stream: object, compression: str) -> object:
     """A readable stream of the decompressed content of a binary stream."""
     if compression == "gzip":
-        import gzip
+        from isal import igzip
 
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
+        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
     if compression == "zstd":
         import zstandard
 

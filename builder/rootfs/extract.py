@@ -67,7 +67,9 @@ def _decompressed(stream: BinaryIO, media_type: str) -> BinaryIO:
 
         return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
     if media_type.endswith(("+gzip", ".gzip", ".tar.gz")):
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     return stream
 
 
@@ -86,6 +88,10 @@ def extract_layer(
     read_errors: tuple[type[BaseException], ...] = (
         tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile
     )
+    if media_type.endswith(("+gzip", ".gzip", ".tar.gz")):
+        from isal import isal_zlib
+
+        read_errors += (isal_zlib.error,)
     if media_type.endswith(("+zstd", ".zstd")):
         import zstandard
 
