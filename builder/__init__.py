@@ -6,9 +6,11 @@ use, so ``import builder`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # importing typing costs more than the replay check
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from builder.api import (
         BuildRequest,
         CommitOptions,

@@ -2,19 +2,23 @@
 
 Subcommand modules live in ``builder.commands``; each defines
 ``add_arguments(parser)`` and ``run(args, options) -> int``. Only the module
-of the chosen subcommand is imported, so ``pybuild --version`` stays fast.
-This is the only module (with the command modules) that prints.
+of the chosen subcommand is imported, so ``pybuild --version`` stays fast, and
+a rebuild with unchanged inputs is answered by ``builder.replay`` before
+anything else is loaded. This is the only module (with the command modules)
+that prints.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import signal
 import sys
-from dataclasses import dataclass
-from pathlib import Path
+
+from builder import replay
+
+TYPE_CHECKING = False  # typing is not imported: it costs more than the replay check
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
 
 __all__ = ["GlobalOptions", "main"]
 
@@ -55,26 +59,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
 class GlobalOptions:
     """Options given before the subcommand."""
 
-    root: Path
-    storage_driver: str | None
-    debug: bool
+    __slots__ = ("root", "storage_driver", "debug")
+
+    def __init__(self, root: Path, storage_driver: str | None, debug: bool) -> None:
+        self.root = root
+        self.storage_driver = storage_driver
+        self.debug = debug
 
 
 def default_root() -> Path:
-    env = os.environ.get("PYBUILD_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/pybuild")
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(data) / "pybuild"
+    from pathlib import Path
+
+    return Path(replay.default_root())
 
 
 def _top_parser() -> argparse.ArgumentParser:
+    import argparse
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(
         prog="pybuild",
         description="Build OCI container images from Containerfiles, without a daemon.",
@@ -98,6 +103,13 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    replayed = replay.attempt(argv)
+    if replayed is not None:
+        return replayed
+    import argparse
+    import importlib
+    import signal
+
     top = _top_parser()
     ns = top.parse_args(argv)
     options = GlobalOptions(
@@ -147,7 +159,8 @@ def report(exc: BaseException, *, debug: bool = False) -> int:
     print(f"Error: {exc}", file=sys.stderr)
     if isinstance(exc, ContainerfileError) and exc.location is not None:
         try:
-            text = Path(exc.location.file).read_text(encoding="utf-8", errors="replace")
+            with open(exc.location.file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
         except OSError:
             text = ""
         excerpt = render_excerpt(text, exc.location)

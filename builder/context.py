@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from builder import replay
 from builder.errors import ContextError
 
 DEFAULT_NAMES = ("Containerfile", "Dockerfile")
@@ -48,12 +49,15 @@ def read_containerfile(
         if not Path(file).is_absolute():
             candidates.append(context / file)
         for candidate in candidates:
+            replay.watch(candidate)
             if candidate.is_file():
                 return ContainerfileSource(_read(candidate), str(candidate), candidate.absolute())
         raise ContextError(f"reading Containerfile {file!r}: no such file")
     for name in DEFAULT_NAMES:
+        replay.watch(context / name)
         if os.path.lexists(context / name):
             real = resolve_in_root(context, name)
+            replay.watch(real)
             if not real.is_file():
                 raise ContextError(
                     f"reading Containerfile {name!r}: not a regular file inside the context"

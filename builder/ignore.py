@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from builder import replay
 from builder.errors import IgnoreError
 
 __all__ = ["IgnoreMatcher", "find_ignore_file", "load_ignore", "read_ignore_patterns"]
@@ -91,13 +92,16 @@ def find_ignore_file(context: Path, containerfile: Path | None = None) -> Path |
             containerfile = context / containerfile
         for suffix in IGNORE_FILES:
             candidate = containerfile.with_name(containerfile.name + suffix)
+            replay.watch(candidate)
             if candidate.is_file():
                 return candidate
     root = context.resolve()
     for name in IGNORE_FILES:
         candidate = context / name
+        replay.watch(candidate)
         if not candidate.is_file():
             continue
+        replay.watch(candidate.resolve())
         if candidate.is_symlink() and not candidate.resolve().is_relative_to(root):
             continue
         return candidate

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from builder import replay
 from builder.errors import DigestMismatch, ImageError, UsageError
 from builder.image.commit import build_manifest
 from builder.image.compress import detect_compression, open_decompressed
@@ -200,6 +201,7 @@ def import_image(store: Store, src: str, names: Sequence[str] = ()) -> ImageReco
     verifying every blob's digest; the manifest and config bytes are kept."""
     transport, rest = parse_transport(src)
     path, ref = split_path_ref(rest)
+    replay.watch(path / "index.json" if transport == "oci" else path)
     if transport == "oci":
         return _import_oci(store, Layout(path, create=False), ref, names)
     if transport == "oci-archive":

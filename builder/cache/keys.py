@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterable
 from typing import Any
 
+from builder import replay
 from builder.cache.statcache import StatCache, digest_file
 
 
@@ -50,21 +51,33 @@ def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
     h = hashlib.sha256()
     for top in sorted(set(rels)):
         path = os.path.join(root, top) if top else root
+        watch_parents(root, top)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
+            replay.watch(path)
             h.update(f"{top}\0missing\n".encode("utf-8", "surrogateescape"))
             continue
+        replay.watch(path, st)
         if stat.S_ISLNK(st.st_mode) and os.path.exists(path):
             real = os.path.realpath(path)
             if real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + "/"):
                 h.update(f"{top}\0->\0{os.readlink(path)}\n".encode("utf-8", "surrogateescape"))
                 path, st = real, os.stat(real)
+                replay.watch(path, st)
         h.update(_entry(top, path, st, stats if path.startswith(root) else None)
                  .encode("utf-8", "surrogateescape") + b"\n")
         if stat.S_ISDIR(st.st_mode):
             _walk(h, root, path, top, visible, stats)
     return h.hexdigest()
+
+
+def watch_parents(root: str, rel: str) -> None:
+    """Tell ``builder.replay`` about the directories between ``root`` and ``rel``: a
+    build that used ``rel`` depends on them staying directories."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        replay.watch(os.path.join(root, *parts[:depth]))
 
 
 def _walk(h: Any, root: str, directory: str, rel: str, visible: Any,
@@ -80,6 +93,7 @@ def _walk(h: Any, root: str, directory: str, rel: str, visible: Any,
             if visible is not None and not visible(child_rel):
                 continue
             st = child.stat(follow_symlinks=False)
+            replay.watch(child.path, st)
             h.update(_entry(child_rel, child.path, st, stats)
                      .encode("utf-8", "surrogateescape") + b"\n")
             if stat.S_ISDIR(st.st_mode):

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder import replay
 from builder.commands import key_values
 
 if TYPE_CHECKING:
@@ -249,6 +250,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         raise UsageError("checking --digestfile: only meaningful with --push")
     platforms = _platforms(args.platform)
     pull = _pull_policy(args)
+    _check_replayable(args, pull, layers, len(platforms))
     build_args = parse_build_args(args.build_arg, args.build_arg_file)
     context = open_context(args.context)
     source = read_containerfile(context, args.file, sys.stdin.buffer)
@@ -297,4 +299,40 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         except OSError as exc:
             raise UsageError(f"writing --iidfile {args.iidfile!r}: {exc.strerror}") from exc
     print(image_id.removeprefix("sha256:"), flush=True)
+    if replay.recording():
+        replay.line(1, image_id.removeprefix("sha256:"))
+        _save_replay(store, image_id, build_options.tags, args.iidfile)
     return 0
+
+
+def _check_replayable(args: argparse.Namespace, pull: str, layers: bool, platforms: int) -> None:
+    """Builds whose outcome depends on more than their recorded inputs leave no record."""
+    reasons = {
+        "push": args.push, "registry cache": args.cache_from or args.cache_to,
+        "pull policy": pull in ("always", "newer"), "no cache": args.no_cache or not layers,
+        "platforms": platforms > 1 or args.manifest, "squash": args.squash or args.squash_all,
+        "secrets": args.secret, "stdin": args.file == "-",
+    }
+    for why, applies in reasons.items():
+        if applies:
+            replay.cancel(why)
+
+
+def _save_replay(store: Any, image_id: str, tags: tuple[str, ...], iidfile: str | None) -> None:
+    """Record the build for ``builder.replay`` once the store, under its lock, still
+    names the images the build used and made as it did."""
+    from builder.errors import PybuildError
+    from builder.store import normalize_name
+
+    with store.lock():
+        try:
+            if any(store.lookup(name).manifest_digest != digest
+                   for name, digest in replay.images_used().items()):
+                return
+            if any(store.lookup(normalize_name(tag)).id != image_id for tag in tags):
+                return
+        except PybuildError:
+            return
+        state = [store.root / "index.json", store.root / "cache" / "steps",
+                 store.layout.blobs]
+        replay.save([os.fspath(p) for p in state], [(iidfile, image_id)] if iidfile else [])

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder import replay
 from builder.context import ContainerfileSource
 from builder.errors import (
     ContextError,
@@ -145,6 +146,7 @@ class BuildState:
             if ignore_file is None:
                 matcher = load_ignore(self.options.context, self.options.containerfile.path)
             else:
+                replay.watch(ignore_file)
                 try:
                     text = ignore_file.read_bytes().decode("utf-8", "surrogateescape")
                 except OSError as exc:
@@ -267,6 +269,7 @@ class BuildState:
                 return self._found[name]
             if rest not in self._found:
                 self._found[rest] = self._resolve_image(rest, location)
+                replay.used_image(rest, self._found[rest].manifest_digest)
             return self._found[rest]
 
     def _resolve_image(self, ref: str, location: Any) -> Any:
@@ -367,7 +370,7 @@ def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
     import hashlib
     import pickle
 
-    key = hashlib.sha256(b"%s\0%s\0%s" % (_parser_fingerprint(), source.display.encode(),
+    key = hashlib.sha256(b"%s\0%s\0%s" % (_code_fingerprint(), source.display.encode(),
                                             source.text)).hexdigest()
     path = Path(store.root) / "cache" / "parsed" / f"{key}.pickle"
     try:
@@ -388,28 +391,7 @@ def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
     return containerfile
 
 
-@functools.cache
-def _parser_fingerprint() -> bytes:
-    """Names, sizes and modification times of the package's source files and the
-    Python version: a change to any of them gives parse results new keys."""
-    import sys
-
-    package = Path(__file__).resolve().parents[1]
-    parts = [sys.version.encode()]
-    pending, seen = [package], set()
-    while pending:
-        directory = pending.pop()
-        if directory.resolve() in seen:
-            continue
-        seen.add(directory.resolve())
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir() and entry.name != "__pycache__":  # the grammar is a link
-                    pending.append(Path(entry.path))
-                elif entry.name.endswith((".py", ".lark")):
-                    st = entry.stat()
-                    parts.append(f"{entry.path}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return b"\n".join(sorted(parts))
+_code_fingerprint = functools.cache(replay.code_fingerprint)
 
 
 def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:

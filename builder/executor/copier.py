@@ -26,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from builder import replay
+from builder.cache.keys import watch_parents
 from builder.context import context_path, resolve_in_root
 from builder.errors import ContextError, StepError
 
@@ -514,6 +516,7 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
                 continue
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
         for match in matches:
+            watch_parents(os.fspath(tree.root), match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
             _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
@@ -557,10 +560,12 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
         following: list[str] = []
         for base in current:
             directory = tree.root / base if base else tree.root
+            replay.watch(directory)
             if not directory.is_dir() or directory.is_symlink():
                 continue
             if not _is_glob(part):
                 candidate = f"{base}/{part}" if base else part
+                replay.watch(tree.root / candidate)
                 if os.path.lexists(tree.root / candidate):
                     following.append(candidate)
                 continue

@@ -1,7 +1,9 @@
 """Progress lines in Buildah's shape: ``[1/2] STEP 1/4: FROM ...``, ``COMMIT``, ``-->``.
 
 Progress goes to ``out`` (stdout); warnings to ``err``. With ``quiet`` only
-warnings are written; the command prints the image ID itself.
+warnings are written; the command prints the image ID itself. Lines a fully
+cached rebuild would print again are also handed to ``builder.replay``, and a
+step that ran contributes the ``--> Using cache`` line its rebuild will print.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from builder import replay
 
 
 @dataclass
@@ -18,9 +22,11 @@ class Progress:
     err: TextIO = field(default_factory=lambda: sys.stderr)
     stage_count: int = 1
 
-    def _line(self, text: str) -> None:
+    def _line(self, text: str, replayable: bool = True) -> None:
         if not self.quiet:
             print(text, file=self.out, flush=True)
+            if replayable:
+                replay.line(1, text)
 
     def step(self, stage_position: int, step: int, steps: int, text: str) -> None:
         prefix = f"[{stage_position}/{self.stage_count}] " if self.stage_count > 1 else ""
@@ -36,11 +42,24 @@ class Progress:
         self._line(f"Successfully tagged {name}")
 
     def info(self, text: str) -> None:
-        self._line(text)
+        """A line about this build only (a pull, a push): not replayed."""
+        self._line(text, replayable=False)
+
+    def using_cache(self, key: str, hit: bool) -> None:
+        """A step's cache line: printed on a hit, replayed either way."""
+        text = f"--> Using cache {key}"
+        if hit:
+            self._line(text)
+        elif not self.quiet:
+            replay.line(1, text)
 
     def warn(self, text: str) -> None:
-        print(f"WARN[0000] {text}", file=self.err, flush=True)
+        self._err(f"WARN[0000] {text}")
 
     def warning(self, text: str) -> None:
         """Buildah's bracketed form, used for unconsumed build args."""
-        print(f"[Warning] {text}", file=self.err, flush=True)
+        self._err(f"[Warning] {text}")
+
+    def _err(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+        replay.line(2, text)

@@ -219,7 +219,7 @@ class StageExecutor:
         """The cached result of step ``key`` (locally or in a --cache-from registry)."""
         entry = self.build.lookup(key)
         if entry is not None:
-            self.build.progress.info(f"--> Using cache {key}")
+            self.build.progress.using_cache(key, hit=True)
         return entry
 
     def stack(self, entry: CacheEntry) -> None:
@@ -238,6 +238,7 @@ class StageExecutor:
         descriptor = Descriptor(layer.media_type, layer.digest, layer.size) if layer else None
         entry = CacheEntry(history, descriptor, layer.diff_id if layer else None, time.time())
         self.build.record(key, entry)
+        self.build.progress.using_cache(key, hit=False)
         return entry
 
     def step(self, instruction: m.Instruction, position: int | None) -> None:
@@ -477,7 +478,10 @@ class StageExecutor:
                     s.lower().startswith(("http://", "https://")) for s in request.sources):
                 import uuid
 
+                from builder import replay
+
                 content = uuid.uuid4().hex  # a download without a checksum always runs
+                replay.cancel("download")
             return self.fs_key(ins.keyword, dataclasses.asdict(request), chown, content)
         from builder.cache.keys import paths_digest
         from builder.context import context_path

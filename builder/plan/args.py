@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder import replay
 from builder.errors import UsageError
 
 # Linux machine names -> (GOARCH, variant)
@@ -97,6 +98,8 @@ def _parse_pair(raw: str, what: str, environ: Mapping[str, str]) -> tuple[str, s
         raise UsageError(f"parsing {what} {raw!r}: expected KEY=VALUE or KEY")
     if sep:
         return name, value
+    if environ is os.environ:
+        replay.watch_env(name)
     if name in environ:
         return name, environ[name]
     return None
@@ -111,6 +114,7 @@ def parse_build_args(
     environ = os.environ if environ is None else environ
     result: dict[str, str] = {}
     for file in files:
+        replay.watch(file)
         try:
             text = Path(file).read_text(encoding="utf-8")
         except OSError as exc:
