@@ -516,7 +516,8 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
                 continue
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
         for match in matches:
-            watch_parents(os.fspath(tree.root), match)
+            if tree.is_context:
+                watch_parents(os.fspath(tree.root), match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
             _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
@@ -560,12 +561,14 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
         following: list[str] = []
         for base in current:
             directory = tree.root / base if base else tree.root
-            replay.watch(directory)
+            if tree.is_context:
+                replay.watch(directory)
             if not directory.is_dir() or directory.is_symlink():
                 continue
             if not _is_glob(part):
                 candidate = f"{base}/{part}" if base else part
-                replay.watch(tree.root / candidate)
+                if tree.is_context:
+                    replay.watch(tree.root / candidate)
                 if os.path.lexists(tree.root / candidate):
                     following.append(candidate)
                 continue

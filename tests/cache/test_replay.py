@@ -153,9 +153,9 @@ EXAMPLES = {
     "warnings": ("FROM localhost/busybox:latest\nARG USED\nHEALTHCHECK CMD true\n"
                  "SHELL [\"/bin/sh\", \"-c\"]\nRUN echo hi > /hi\nVOLUME /data\n",
                  ("--build-arg", "UNUSED=1")),
-    "multi-stage": ("FROM localhost/busybox:latest AS a\nRUN echo a > /a\n"
-                    "FROM localhost/busybox:latest AS b\nRUN echo b > /b\n"
-                    "FROM scratch\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n", ()),
+    "multi-stage": ("FROM localhost/busybox:latest AS a\nRUN mkdir /o && echo a > /o/a\n"
+                    "FROM localhost/busybox:latest AS b\nRUN mkdir /o && echo b > /o/b\n"
+                    "FROM scratch\nCOPY --from=a /o/a /a\nCOPY --from=b /o/ /b/\n", ()),
     "onbuild base": ("FROM localhost/busybox:latest\nONBUILD RUN echo child > /child\n",
                      ("--format", "docker")),
     "quiet": ("FROM localhost/busybox:latest\nRUN echo q > /q\n", ("-q",)),
