@@ -48,7 +48,7 @@ def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
     """Digest of the given paths under ``root`` and of everything below the directories
     among them; ``visible(rel)`` filters paths (the ignore file), symlinks are not followed
     except for a top-level one, whose target is hashed as well."""
-    h = hashlib.sha256()
+    lines: list[str | _Item] = []
     for top in sorted(set(rels)):
         path = os.path.join(root, top) if top else root
         watch_parents(root, top)
@@ -56,19 +56,40 @@ def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
             st = os.lstat(path)
         except FileNotFoundError:
             replay.watch(path)
-            h.update(f"{top}\0missing\n".encode("utf-8", "surrogateescape"))
+            lines.append(f"{top}\0missing")
             continue
         replay.watch(path, st)
         if stat.S_ISLNK(st.st_mode) and os.path.exists(path):
             real = os.path.realpath(path)
             if real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + "/"):
-                h.update(f"{top}\0->\0{os.readlink(path)}\n".encode("utf-8", "surrogateescape"))
+                lines.append(f"{top}\0->\0{os.readlink(path)}")
                 path, st = real, os.stat(real)
                 replay.watch(path, st)
-        h.update(_entry(top, path, st, stats if path.startswith(root) else None)
-                 .encode("utf-8", "surrogateescape") + b"\n")
+        lines.append((top, path, st, stats if path.startswith(root) else None))
         if stat.S_ISDIR(st.st_mode):
-            _walk(h, root, path, top, visible, stats)
+            _walk(lines, path, top, visible, stats)
+    return _digest(lines)
+
+
+_Item = tuple[str, str, os.stat_result, "StatCache | None"]  # rel, path, lstat, stat cache
+_PARALLEL_BYTES = 16 << 20  # below this, hashing on threads costs more than it saves
+
+
+def _digest(lines: list[str | _Item]) -> str:
+    """sha256 over the lines, file contents hashed on all cores when there is much to read
+    (hashlib releases the GIL)."""
+    files = [x for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)]
+    done: dict[int, str] = {}
+    if len(files) > 1 and sum(x[2].st_size for x in files) >= _PARALLEL_BYTES:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash") as pool:
+            done = dict(zip(map(id, files), pool.map(lambda item: _entry(*item), files),
+                            strict=True))
+    h = hashlib.sha256()
+    for item in lines:
+        text = item if isinstance(item, str) else done.get(id(item)) or _entry(*item)
+        h.update(text.encode("utf-8", "surrogateescape") + b"\n")
     return h.hexdigest()
 
 
@@ -80,7 +101,7 @@ def watch_parents(root: str, rel: str) -> None:
         replay.watch(os.path.join(root, *parts[:depth]))
 
 
-def _walk(h: Any, root: str, directory: str, rel: str, visible: Any,
+def _walk(lines: list[str | _Item], directory: str, rel: str, visible: Any,
           stats: StatCache | None) -> None:
     stack = [(directory, rel)]
     while stack:
@@ -94,8 +115,7 @@ def _walk(h: Any, root: str, directory: str, rel: str, visible: Any,
                 continue
             st = child.stat(follow_symlinks=False)
             replay.watch(child.path, st)
-            h.update(_entry(child_rel, child.path, st, stats)
-                     .encode("utf-8", "surrogateescape") + b"\n")
+            lines.append((child_rel, child.path, st, stats))
             if stat.S_ISDIR(st.st_mode):
                 below.append((child.path, child_rel))
         stack.extend(reversed(below))
