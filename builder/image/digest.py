@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
+import threading
 from typing import BinaryIO
 
 from builder.errors import DigestMismatch, ImageError
@@ -24,6 +26,34 @@ def digest_hex(digest: str) -> str:
 
 def is_digest(value: str) -> bool:
     return bool(_DIGEST.match(value))
+
+
+class BackgroundSha256:
+    """sha256 computed on its own thread (hashlib releases the GIL), so hashing a
+    stream overlaps with producing it. Chunks handed to ``update`` must not change
+    afterwards; ``close`` (or ``hexdigest``) ends the thread."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hash.update(data)
+
+    def update(self, data: bytes | bytearray) -> None:
+        self._queue.put(data)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
 
 
 class HashingReader:

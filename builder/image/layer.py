@@ -10,7 +10,6 @@ mtime is clamped to it (``SOURCE_DATE_EPOCH`` semantics).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import struct
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from builder.errors import ImageError, LayerError
 from builder.image.compress import open_compressor
+from builder.image.digest import BackgroundSha256
 from builder.image.layout import Layout
 from builder.image.spec import (
     MEDIA_DOCKER_LAYER_GZIP,
@@ -154,7 +154,7 @@ class _TarStream:
 
     def __init__(self, compressor: object, timestamp: int | None) -> None:
         self._out = compressor
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundSha256()
         self._buf = bytearray()
         self._timestamp = timestamp
         self._links: dict[tuple[int, int], bytes] = {}
@@ -285,6 +285,9 @@ class _TarStream:
         self._flush()
         return "sha256:" + self._hash.hexdigest()
 
+    def abort(self) -> None:
+        self._hash.close()
+
 
 def write_layer(
     entries: Iterable[LayerEntry],
@@ -309,6 +312,7 @@ def write_layer(
             diff_id = tar.finish()
             compressor.close()
         except BaseException:
+            tar.abort()
             abort = getattr(compressor, "abort", None)
             if abort is not None:
                 abort()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.errors import DigestMismatch, ImageError, StoreError
-from builder.image.digest import digest_hex
+from builder.image.digest import BackgroundSha256, digest_hex
 from builder.image.spec import MEDIA_OCI_LAYOUT_VERSION, Index
 
 _COPY_BUFFER = 1 << 20
@@ -53,12 +53,14 @@ class BlobWriter:
 
     def __init__(self, fd: int, tmp_path: str) -> None:
         self._file = os.fdopen(fd, "wb", buffering=_COPY_BUFFER)
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundSha256()
         self.tmp_path = tmp_path
         self.size = 0
         self.digest = ""
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer while the hash runs
         self._hash.update(data)
         n = self._file.write(data)
         self.size += len(data)
@@ -71,6 +73,7 @@ class BlobWriter:
         self.digest = "sha256:" + self._hash.hexdigest()
 
     def _abort(self) -> None:
+        self._hash.close()
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(OSError):
