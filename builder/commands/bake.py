@@ -153,8 +153,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             super().__init__(quiet=args.quiet, out=out)  # type: ignore[arg-type]
             self.name = name
 
-        def _line(self, text: str) -> None:
-            super()._line(f"[{self.name}] {text}")
+        def _line(self, text: str, replayable: bool = True) -> None:
+            super()._line(f"[{self.name}] {text}", replayable)
 
     def one(item: tuple[Service, BuildOptions]) -> str:
         service, build_options = item
