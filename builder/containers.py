@@ -103,7 +103,7 @@ class Container:
         d = json.loads(data)
         return cls(
             id=d["id"], name=d["name"], image_id=d["image_id"], image_name=d["image_name"],
-            layers=[tuple(x) for x in d["layers"]],  # type: ignore[misc]
+            layers=[tuple(x) for x in d["layers"]],
             base_descriptors=d["base_descriptors"], config=ImageConfig.from_json(d["config"]),
             driver=d["driver"], created=d["created"], annotations=d.get("annotations") or {},
             created_by=d.get("created_by") or "", mounted=bool(d.get("mounted")),

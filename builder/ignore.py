@@ -373,7 +373,7 @@ class IgnoreMatcher:
         matched = False
         results: list[bool] = []
         for i, pattern in enumerate(self._patterns):
-            hit = bool(parent_results) and parent_results[i]
+            hit = bool(parent_results and parent_results[i])
             if not hit:
                 if pattern.exclusion != matched:
                     results.append(False)

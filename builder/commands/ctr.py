@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    many = {"action": "append", "default": []}
+    many: dict[str, Any] = {"action": "append", "default": []}
     add("--env", "-e", metavar="K=V|K-", help="set (or remove with K-) a variable", **many)
     add("--label", "-l", metavar="K=V|K-", help="set (or remove) a label", **many)
     add("--annotation", "-a", metavar="K=V|K-", help="set (or remove) an annotation", **many)

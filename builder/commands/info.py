@@ -6,6 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from builder.cli import GlobalOptions
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         return 0
     from builder.rootfs.workspace import detect_driver
 
-    info = {
+    info: dict[str, Mapping[str, object]] = {
         "store": {"root": str(options.root),
                   "driver": options.storage_driver or detect_driver(options.root)},
         "isolation": {"default": "chroot", "available": ["chroot", "oci"],

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import replay
 from builder.context import ContainerfileSource
@@ -48,6 +48,9 @@ from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
 from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
 from builder.plan.args import Platform, host_platform, platform_args, unconsumed
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
+
+if TYPE_CHECKING:
+    from builder.cache.index import CacheEntry
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,9 @@ class BuildState:
                 self._stat_cache = StatCache(self.store.root, self.options.context)
             return self._stat_cache
 
-    def lookup(self, key: str) -> Any:
+    def lookup(self, key: str) -> CacheEntry | None:
         """The cached result of step ``key``, or None (counts a miss)."""
-        entry = None
+        entry: CacheEntry | None = None
         if self.cache is not None and not self.options.no_cache:
             entry = self.cache.get(key)
             if entry is None and self.remote is not None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from builder import replay
 from builder.cache.keys import watch_parents
@@ -222,6 +222,13 @@ def apply_chmod(spec: str, mode: int, is_dir: bool) -> int:
     return perm
 
 
+def _file_mode(chmod: str | None, st_mode: int, is_dir: bool) -> int:
+    """The permission bits a copied file gets: its own, or what ``chmod`` gives it."""
+    if chmod is None:
+        return stat.S_IMODE(st_mode)
+    return apply_chmod(chmod, st_mode, is_dir)
+
+
 # the copy itself
 
 
@@ -239,9 +246,7 @@ class _Writer:
     known: set[str] = field(default_factory=set)  # directories known to exist
 
     def mode(self, st_mode: int, is_dir: bool) -> int:
-        if self.chmod is None:
-            return stat.S_IMODE(st_mode)
-        return apply_chmod(self.chmod, st_mode, is_dir)
+        return _file_mode(self.chmod, st_mode, is_dir)
 
     def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
         """Make ``path`` a directory (replacing a non-directory); parents get 0755, root-owned."""
@@ -397,7 +402,8 @@ class _Planned:
     nodes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # (source, is_dir)
     metadata: dict[str, tuple[int, int, int, float | None]] = field(default_factory=dict)
 
-    mode = _Writer.mode
+    def mode(self, st_mode: int, is_dir: bool) -> int:
+        return _file_mode(self.chmod, st_mode, is_dir)
 
     def _is_dir(self, path: str) -> bool:
         return path == "/" or (path in self.nodes and self.nodes[path][1])
@@ -717,8 +723,11 @@ def _open_tar(path: Path, kind: str) -> Iterator[tarfile.TarFile]:
         if kind == "zstd":
             import zstandard
 
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
-        mode = {"gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz"}.get(kind, "r|")
+            stream = zstandard.ZstdDecompressor().stream_reader(raw)
+        modes: dict[str, Literal["r|gz", "r|bz2", "r|xz", "r|"]] = {
+            "gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz",
+        }
+        mode = modes.get(kind, "r|")
         with tarfile.open(fileobj=stream, mode=mode) as tar:
             yield tar
 

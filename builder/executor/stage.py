@@ -410,7 +410,9 @@ class StageExecutor:
 
     def copy_request(self, ins: m.CopyInstruction) -> tuple[CopyRequest, str | None]:
         """The step with every word expanded (no owner yet) and its --chown text."""
-        expand_one = lambda word: self.expand(word, ins.location)  # noqa: E731
+        def expand_one(word: str) -> str:
+            return self.expand(word, ins.location)
+
         heredoc_names = {f"<<{h.name}": h for h in ins.heredocs}
         heredoc_names.update({f"<<-{h.name}": h for h in ins.heredocs})
         sources: list[str] = []
@@ -553,9 +555,9 @@ class StageExecutor:
                 stage_root=build.root_by_name,
                 cache_root=build.store.root / "cache", secrets=build.options.secrets,
             )
-            for spec in mounts:
-                if spec.type == "cache" and spec.source is not None:
-                    build.cache_mount_used(spec.source)
+            for mount in mounts:
+                if mount.type == "cache" and mount.source is not None:
+                    build.cache_mount_used(mount.source)
         spec = RunSpec(
             argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir,
             user=state.config.user or "", hostname="pybuild",

@@ -17,7 +17,7 @@ import os
 import struct
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 from isal import isal_zlib
 
@@ -109,7 +109,11 @@ class _Zstd:
 
         # threads fixed at 2 (not the CPU count) so the bytes never depend on the machine
         cctx = zstandard.ZstdCompressor(level=level, threads=2)
-        self._writer = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)
+        # the stub asks for IO[bytes]; the writer calls only write() (flush, close
+        # and fileno only when the object has them)
+        self._writer: Compressor = cctx.stream_writer(
+            cast("IO[bytes]", sink), closefd=False, write_size=CHUNK
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         return self._writer.write(data)
@@ -157,7 +161,7 @@ def open_decompressed(stream: object, compression: str) -> object:
     if compression == "gzip":
         from isal import igzip
 
-        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[arg-type]
+        return igzip.IGzipFile(fileobj=stream, mode="rb")
     if compression == "zstd":
         import zstandard
 

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, TypeVar
 from urllib.parse import urljoin
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     import requests
 
     from builder.image.layout import Layout
+    from builder.store import ImageRecord, Store
 
 __all__ = [
     "RegistryClient",
@@ -176,7 +178,7 @@ class RegistryClient:
                 break
             response.close()
             body = kwargs.get("data")
-            if hasattr(body, "seek"):
+            if body is not None and hasattr(body, "seek"):
                 body.seek(0)
         if response.status_code not in ok:
             response.close()
@@ -437,7 +439,7 @@ def parse_platform(text: str | None) -> tuple[str, str, str | None]:
 def choose_manifest(index: dict[str, Any], wanted: tuple[str, str, str | None]) -> dict[str, Any]:
     """The index entry for ``wanted`` (os, arch, variant); a variant breaks ties only."""
     os_name, arch, variant = wanted
-    matches = [
+    matches: list[dict[str, Any]] = [
         m for m in index.get("manifests") or []
         if (m.get("platform") or {}).get("os") == os_name
         and (m.get("platform") or {}).get("architecture") == arch
@@ -526,7 +528,7 @@ def send_image(
             return
         for source in (blob_info.repositories(client.registry, digest) if blob_info else []):
             if source != repo and retrying(
-                options, lambda source=source: client.start_upload(repo, (digest, source))
+                options, partial(client.start_upload, repo, (digest, source))
             ) is None:
                 report(f"Copying {kind} {digest} mounted from {source}")
                 return
@@ -607,8 +609,8 @@ def _resolve(ref: str, options: RegistryOptions) -> list[tuple[Reference, Refere
     return candidates
 
 
-def pull_image(store: Any, ref: str, options: RegistryOptions = RegistryOptions(), *,
-               quiet: bool = False) -> Any:
+def pull_image(store: Store, ref: str, options: RegistryOptions = RegistryOptions(), *,
+               quiet: bool = False) -> ImageRecord:
     """Pull ``ref`` into ``store``; the stored image (named ``host/repo:tag``).
 
     Candidates (mirrors, then the registry; for short names each search
@@ -650,7 +652,7 @@ def pull_image(store: Any, ref: str, options: RegistryOptions = RegistryOptions(
     )
 
 
-def push_image(store: Any, image: str, dest: str, options: RegistryOptions = RegistryOptions(),
+def push_image(store: Store, image: str, dest: str, options: RegistryOptions = RegistryOptions(),
                *, digestfile: Path | None = None,
                report: Callable[[str], None] | None = None) -> str:
     """Push local ``image`` to ``dest`` (``[docker://]host/repo[:tag]``); the manifest digest."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["Progress", "make_progress"]
 
@@ -44,7 +47,7 @@ class _Bars:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
             TransferSpeedColumn(), console=Console(stderr=True), transient=False,
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._bars.start()
 
     def add(self, digest: str, total: int) -> Callable[[int], None]:

@@ -19,7 +19,7 @@ from builder.errors import ParseError
 from builder.source import Location, Span
 
 if TYPE_CHECKING:
-    from lark import Lark, Tree
+    from lark import Lark, Token, Tree
 
 __all__ = ["START_RULES", "grammar_text", "parser", "parse"]
 
@@ -69,7 +69,7 @@ def _compile(escape: str) -> Lark:
     )
 
 
-def parse(text: str, start: str, *, escape: str = DEFAULT_ESCAPE, where: Location | None = None) -> Tree:
+def parse(text: str, start: str, *, escape: str = DEFAULT_ESCAPE, where: Location | None = None) -> Tree[Token]:
     """Parse ``text`` from rule ``start``; lark's errors become ``ParseError``."""
     from lark.exceptions import LarkError, UnexpectedInput
 

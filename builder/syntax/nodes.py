@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from builder.errors import ParseError
 from builder.instructions.model import Heredoc, Warning
@@ -127,9 +127,11 @@ def split_words(text: str, escape: str = "\\") -> list[str]:
     """ARG/ENV/LABEL words: split at white space, quotes and escapes kept."""
     tree = grammar.parse(text, "words", escape=escape)
     words = []
-    for word in tree.children:
-        value = "".join(_piece_text(piece, escape) for piece in word.children)
-        if value or any(piece.type in _QUOTED_PIECES for piece in word.children):
+    # The grammar makes each word a rule whose children are all tokens.
+    for word in cast("list[Tree[Token]]", tree.children):
+        pieces = cast("list[Token]", word.children)
+        value = "".join(_piece_text(piece, escape) for piece in pieces)
+        if value or any(piece.type in _QUOTED_PIECES for piece in pieces):
             words.append(value)
     return words
 
@@ -138,7 +140,7 @@ def _piece_text(piece: Token, escape: str) -> str:
     if piece.type == "TRAILING_ESCAPE":
         return ""
     if piece.type == "DQ_OPEN" and _ends_with_lone_escape(piece.value[1:], escape):
-        return piece.value[:-1]
+        return str(piece.value[:-1])
     return str(piece.value)
 
 
@@ -346,9 +348,9 @@ def heredoc_words(text: str, where: Location | None = None) -> list[HeredocWord]
     return _heredocs(grammar.parse(text, "heredoc_words", where=where), where)
 
 
-def _heredocs(tree: Tree, where: Location | None) -> list[HeredocWord]:
+def _heredocs(tree: Tree[Token], where: Location | None) -> list[HeredocWord]:
     found: list[HeredocWord] = []
-    for word in tree.children:
+    for word in cast("list[Tree[Token]]", tree.children):
         pieces: list[Token] = list(word.children)  # type: ignore[arg-type]
         if pieces[0].type != "HEREDOC_OP" or len(pieces) == 1:
             continue
