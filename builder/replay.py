@@ -140,7 +140,7 @@ def attempt(argv: list[str]) -> int | None:
     path, key = _record_path(root, argv)
     try:
         with open(path, "rb") as f:
-            record = marshal.load(f)
+            record = marshal.loads(f.read())  # load(f) reads in small pieces: 5x slower
         if _matches(record, key):
             _print(record["lines"])
             for name, text in record["files"]:
@@ -254,7 +254,7 @@ def save(state_paths: list[str], files: list[tuple[str, str]]) -> None:
     try:
         os.makedirs(directory, exist_ok=True)
         with open(tmp, "wb") as f:
-            marshal.dump(record, f)
+            f.write(marshal.dumps(record))
         os.replace(tmp, path)
         _trim(directory)
     except OSError:
