@@ -1,10 +1,13 @@
 """Safe extraction of one OCI layer tar into a directory.
 
-The tar is read as a stream (bounded memory) and hashed while it is read, so
-the diff_id is verified without a second pass. Nothing is ever written
-outside ``dest``: names with ``..`` or a leading ``/``, entries below a
-symlink, hardlinks leaving the layer and whiteouts aimed outside are refused
-with a ``LayerError`` that names the layer and the entry.
+The tar is read as a stream (bounded memory) by a small strict reader (ustar
+headers, POSIX pax ``x`` and ``g`` headers, GNU long names and links). A
+second thread decompresses and hashes it a few chunks ahead, so the diff_id
+is verified without a second pass. Nothing is ever written outside ``dest``:
+names with ``..`` or a leading ``/``, entries below a symlink, hardlinks
+leaving the layer and whiteouts aimed outside are refused with a
+``LayerError`` that names the layer and the entry. So are corrupt headers
+(bad checksums or numbers, oversized pax data) and sparse files.
 
 Whiteouts are either kept in overlay form (``whiteouts="overlay"``: a
 ``.wh.NAME`` becomes a 0:0 character device, ``.wh..wh..opq`` the
@@ -25,12 +28,17 @@ import errno
 import gzip
 import hashlib
 import os
+import queue
+import re
 import shutil
 import stat
-import tarfile
+import struct
+import threading
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar, cast
 
 from builder.errors import DigestMismatch, LayerError
 
@@ -42,23 +50,321 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _XATTR_PAX = "SCHILY.xattr."
 _CHUNK = 1 << 20
 _MAX_NAME = 4096
+_MAX_EXTENSION = 1 << 20  # pax data and GNU long names, as in Go's archive/tar
+
+_BLOCK_SIZE = 512
+_ZERO_BLOCK = bytes(_BLOCK_SIZE)
+# name mode uid gid size mtime chksum typeflag linkname magic version uname gname
+# devmajor devminor prefix
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+_USTAR_MAGIC = b"ustar\0"
+_REG, _LNK, _SYM, _CHR, _BLK, _DIR, _FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
+_REGULAR_TYPES = (_REG, b"\0", b"7")
+_HEADER_ONLY_TYPES = (_LNK, _SYM, _CHR, _BLK, _DIR, _FIFO)
+_EXTENSION_TYPES = (b"x", b"g", b"L", b"K")
+_PAX_TIME = re.compile(rb"(-?)(\d{1,30})(?:\.(\d{0,30}))?")
+_T = TypeVar("_T")
 
 
-class _HashingReader:
-    """A read-only stream that hashes what passes through it."""
+@dataclass(slots=True)
+class _Entry:
+    """One archive member, extension headers applied; ``mtime`` in nanoseconds."""
+
+    name: str
+    type: bytes
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    linkname: str
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+    def is_dir(self) -> bool:
+        return self.type == _DIR
+
+
+def _string(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _number(raw: bytes) -> int:
+    """A header number: octal text ending in a space or NUL, or GNU base-256."""
+    if raw[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(raw[1:], "big")
+        return value - (1 << (8 * (len(raw) - 1))) if raw[0] == 0xFF else value
+    digits = raw.split(b"\0", 1)[0].strip(b" ")
+    if digits.isdigit():
+        return int(digits, 8)  # ValueError for 8 and 9
+    if digits:
+        raise ValueError(f"bad number {raw!r}")
+    return 0
+
+
+def _pax_records(data: bytes) -> dict[str, bytes]:
+    """``LENGTH KEY=VALUE\\n`` records; anything else is an error."""
+    records: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos, pos + 12)
+        length = data[pos:space]
+        end = pos + int(length) if space > pos and length.isdigit() else -1
+        if end <= space or end > len(data) or data[end - 1] != 0x0A:
+            raise ValueError("bad pax record")
+        key, eq, value = data[space + 1:end - 1].partition(b"=")
+        if not key or not eq:
+            raise ValueError("bad pax record")
+        records[key.decode("utf-8", "surrogateescape")] = value
+        pos = end
+    return records
+
+
+def _pax_int(value: bytes) -> int:
+    if not value.isdigit() or len(value) > 30:
+        raise ValueError(f"bad pax number {value!r}")
+    return int(value)
+
+
+def _pax_time(value: bytes) -> int:
+    """A pax time (``[-]SECONDS[.FRACTION]``) in nanoseconds."""
+    match = _PAX_TIME.fullmatch(value)
+    if match is None:
+        raise ValueError(f"bad pax time {value!r}")
+    sign, seconds, fraction = match.groups()
+    ns = int(seconds) * 1_000_000_000 + int((fraction or b"")[:9].ljust(9, b"0"))
+    return -ns if sign else ns
+
+
+def _new_file(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class _Prefetcher:
+    """Reads (so decompresses) and hashes the stream on a thread, a few chunks ahead.
+
+    Decompression and hashing release the GIL, so they overlap with parsing and
+    file creation on the calling thread.
+    """
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
+        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=4)
+        self.stopping = False
+        self.eof = False
+        self.thread = threading.Thread(target=self.run, name="layer-reader", daemon=True)
+        self.thread.start()
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.hash.update(data)
-        return data
+    def run(self) -> None:
+        try:
+            while not self.stopping:
+                data = self.raw.read(_CHUNK)
+                self.hash.update(data)
+                self.chunks.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # raised again by read()
+            self.chunks.put(exc)
+
+    def read(self) -> bytes:
+        """The next chunk; b"" at the end of the stream."""
+        if self.eof:
+            return b""
+        item = self.chunks.get()
+        if isinstance(item, BaseException):
+            self.eof = True
+            raise item
+        self.eof = not item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread (it may be blocked on a full queue) and wait for it."""
+        self.stopping = True
+        while self.thread.is_alive():
+            try:
+                self.chunks.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        self.thread.join()
+
+
+class _TarReader:
+    """A strict streaming tar reader: ustar headers, pax ``x`` and ``g`` headers,
+    GNU long names and links (``L``, ``K``).
+
+    After ``next()`` returns an entry, its data may be written out with
+    ``copy_to``; whatever is left unread is skipped by the next call.
+    """
+
+    def __init__(self, source: _Prefetcher, layer: str) -> None:
+        self.source = source
+        self.layer = layer
+        self.buf = b""
+        self.pos = 0
+        self.remaining = 0  # unread data of the current entry
+        self.padding = 0  # then up to the next block
+        self.started = False
+        self.globals: dict[str, bytes] = {}
+
+    def fail(self, why: str) -> LayerError:
+        return LayerError(f"reading layer {self.layer}: {why}")
+
+    def refill(self) -> None:
+        self.buf, self.pos = self.source.read(), 0
+        if not self.buf:
+            raise self.fail("unexpected end of data")
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes; b"" at the end of the stream if none are left."""
+        while len(self.buf) - self.pos < size:
+            data = self.source.read()
+            if not data:
+                if self.pos == len(self.buf):
+                    return b""
+                raise self.fail("unexpected end of data")
+            self.buf = self.buf[self.pos:] + data if self.pos < len(self.buf) else data
+            self.pos = 0
+        self.pos += size
+        return self.buf[self.pos - size:self.pos]
+
+    def skip(self, size: int) -> None:
+        while size:
+            if self.pos == len(self.buf):
+                self.refill()
+            step = min(size, len(self.buf) - self.pos)
+            self.pos += step
+            size -= step
+
+    def copy_to(self, fd: int) -> None:
+        """Write the current entry's data to ``fd``."""
+        while self.remaining:
+            if self.pos == len(self.buf):
+                self.refill()
+            end = min(len(self.buf), self.pos + self.remaining)
+            _write_all(fd, memoryview(self.buf)[self.pos:end])
+            self.remaining -= end - self.pos
+            self.pos = end
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
+        """Read (so hash) what follows the end of the archive."""
+        while self.source.read():
             pass
+
+    def next(self) -> _Entry | None:
+        """The next entry, or None at the end of the archive."""
+        self.skip(self.remaining + self.padding)
+        self.remaining = self.padding = 0
+        local: dict[str, bytes] = {}
+        longname = longlink = None
+        extended = False
+        while (fields := self.header()) is not None:
+            kind = fields[7]
+            if kind not in _EXTENSION_TYPES:
+                return self.entry(fields, {**self.globals, **local}, longname, longlink)
+            extended = True
+            data = self.extension(fields[4])
+            try:
+                if kind == b"x":
+                    local = _pax_records(data)
+                elif kind == b"g":
+                    self.globals.update(_pax_records(data))
+                    if sum(len(k) + len(v) for k, v in self.globals.items()) > _MAX_EXTENSION:
+                        raise ValueError("global pax headers too large")
+                elif kind == b"L":
+                    longname = _string(data)
+                else:
+                    longlink = _string(data)
+            except ValueError as exc:
+                raise self.fail(f"bad extension header: {exc}") from None
+        if extended:
+            raise self.fail("archive ends after an extension header")
+        return None
+
+    def header(self) -> tuple[bytes, ...] | None:
+        """The next header's fields, checksum verified; None at the end of the archive."""
+        block = self.take(_BLOCK_SIZE)
+        if not block and not self.started:
+            raise self.fail("empty archive")
+        self.started = True
+        if not block or block == _ZERO_BLOCK:
+            return None
+        fields = _HEADER.unpack(block)
+        try:
+            expected = _number(fields[6])
+        except ValueError:
+            expected = -1
+        total = sum(block) - sum(block[148:156]) + 8 * ord(" ")  # the field counts as spaces
+        if expected != total:  # some old tars sum signed bytes
+            signed = total - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+            if expected != signed:
+                raise self.fail("bad header checksum")
+        return fields
+
+    def extension(self, size_field: bytes) -> bytes:
+        """The data of a pax header or GNU long name, bounded in size."""
+        try:
+            size = _number(size_field)
+        except ValueError as exc:
+            raise self.fail(f"bad extension header: {exc}") from None
+        if not 0 <= size <= _MAX_EXTENSION:
+            raise self.fail(f"extension header of {size} bytes")
+        data = self.take(size)
+        if len(data) < size:
+            raise self.fail("unexpected end of data")
+        self.skip(-size % _BLOCK_SIZE)
+        return data
+
+    def entry(self, fields: tuple[bytes, ...], pax: dict[str, bytes],
+              longname: str | None, longlink: str | None) -> _Entry:
+        (name, mode, uid, gid, size, mtime, _, kind, linkname, magic, _, _, _,
+         devmajor, devminor, prefix) = fields
+        if magic == _USTAR_MAGIC and prefix[:1] not in (b"", b"\0"):
+            name = prefix.split(b"\0", 1)[0] + b"/" + name
+        try:
+            entry = _Entry(
+                name=longname if longname is not None else _string(name), type=kind,
+                mode=_number(mode), uid=_number(uid), gid=_number(gid), size=_number(size),
+                mtime=_number(mtime) * 1_000_000_000,
+                linkname=longlink if longlink is not None else _string(linkname),
+                devmajor=_number(devmajor), devminor=_number(devminor))
+            if pax:
+                self.apply_pax(entry, pax)
+        except ValueError as exc:
+            raise self.fail(f"bad entry header: {exc}") from None
+        if entry.type == b"\0":  # pre-POSIX regular file, or directory by its name
+            entry.type = _DIR if entry.name.endswith("/") else _REG
+        if entry.size < 0:
+            raise self.fail(f"entry {entry.name!r}: negative size")
+        if entry.type not in _HEADER_ONLY_TYPES:
+            self.remaining, self.padding = entry.size, -entry.size % _BLOCK_SIZE
+        return entry
+
+    def apply_pax(self, entry: _Entry, pax: dict[str, bytes]) -> None:
+        """Apply pax records; an empty value cancels the record (POSIX), but an
+        xattr may be empty."""
+        for key, value in pax.items():
+            if key.startswith(_XATTR_PAX):
+                entry.xattrs[key[len(_XATTR_PAX):]] = value
+            elif not value:
+                continue
+            elif key == "path":
+                entry.name = value.decode("utf-8", "surrogateescape")
+            elif key == "linkpath":
+                entry.linkname = value.decode("utf-8", "surrogateescape")
+            elif key in ("size", "uid", "gid"):
+                setattr(entry, key, _pax_int(value))
+            elif key == "mtime":
+                entry.mtime = _pax_time(value)
+            elif key.startswith("GNU.sparse."):
+                raise self.fail(f"entry {entry.name!r}: sparse files are not supported")
 
 
 def _decompressed(stream: BinaryIO, media_type: str) -> BinaryIO:
@@ -85,24 +391,25 @@ def extract_layer(
     """Extract a layer blob into ``dest`` (which must exist), verifying ``diff_id``."""
     if whiteouts not in ("overlay", "apply"):
         raise ValueError(f"whiteouts must be 'overlay' or 'apply', not {whiteouts!r}")
-    read_errors: tuple[type[BaseException], ...] = (
-        tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile
-    )
+    read_errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
     if media_type.endswith(("+gzip", ".gzip", ".tar.gz")):
         from isal import isal_zlib
 
-        read_errors += (isal_zlib.error,)
+        read_errors += (cast("type[BaseException]", isal_zlib.error),)  # the stub has an instance
     if media_type.endswith(("+zstd", ".zstd")):
         import zstandard
 
         read_errors += (zstandard.ZstdError,)
-    reader = _HashingReader(_decompressed(stream, media_type))
+    source = _Prefetcher(_decompressed(stream, media_type))
+    reader = _TarReader(source, layer_digest)
     extractor = _Extractor(Path(dest), layer_digest, whiteouts)
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                extractor.add(tar, member)
-        reader.drain()
+        try:
+            while (entry := reader.next()) is not None:
+                extractor.add(reader, entry)
+            reader.drain()
+        finally:
+            source.close()
         extractor.finish()
     except LayerError:
         raise
@@ -112,7 +419,7 @@ def extract_layer(
         raise LayerError(f"extracting layer {layer_digest}: {exc}") from exc
     except (OverflowError, ValueError) as exc:  # out-of-range numbers in headers
         raise LayerError(f"extracting layer {layer_digest}: bad entry header: {exc}") from exc
-    actual = "sha256:" + reader.hash.hexdigest()
+    actual = "sha256:" + source.hash.hexdigest()
     if diff_id is not None and actual != diff_id:
         raise DigestMismatch(
             f"extracting layer {layer_digest}: diff_id is {actual}, expected {diff_id}"
@@ -130,129 +437,166 @@ def _clean_name(name: str) -> str | None:
 
 
 class _Extractor:
-    """Applies entries one at a time; directory metadata is set at the end."""
+    """Applies entries one at a time; directory metadata is set at the end.
+
+    ``verified`` holds the directories (relative paths) this extraction has
+    itself seen by ``lstat`` or created, with all their parents: they are not
+    checked again. Whatever removes a directory drops it and everything below
+    from the set.
+    """
 
     def __init__(self, dest: Path, layer_digest: str, whiteouts: str) -> None:
-        self.dest = dest
+        self.root = str(dest)
         self.layer = layer_digest
         self.whiteouts = whiteouts
         self.is_root = os.geteuid() == 0
         self.seen: set[str] = set()
-        self.dirs: list[tuple[str, tarfile.TarInfo]] = []
+        self.verified: set[str] = {""}
+        self.dirs: list[tuple[str, _Entry]] = []
 
     def fail(self, name: str, why: str) -> LayerError:
         return LayerError(f"extracting layer {self.layer}: entry {name!r}: {why}")
 
     def path(self, rel: str) -> str:
-        return os.path.join(self.dest, rel) if rel else str(self.dest)
+        return f"{self.root}/{rel}" if rel else self.root
 
     def ensure_parent(self, original: str, rel: str) -> None:
         """Create missing parents; refuse a parent that is not a real directory."""
-        current = str(self.dest)
-        for part in rel.split("/")[:-1]:
-            current = os.path.join(current, part)
-            try:
-                st = os.lstat(current)
-            except FileNotFoundError:
-                os.mkdir(current, 0o755)
+        parent = rel.rpartition("/")[0]
+        if parent in self.verified:
+            return
+        current = ""
+        for part in parent.split("/"):
+            current = f"{current}/{part}" if current else part
+            if current in self.verified:
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                raise self.fail(original, "parent directory is a symlink")
-            if not stat.S_ISDIR(st.st_mode):
-                raise self.fail(original, "parent is not a directory")
+            path = self.path(current)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                os.mkdir(path, 0o755)
+            else:
+                if stat.S_ISLNK(st.st_mode):
+                    raise self.fail(original, "parent directory is a symlink")
+                if not stat.S_ISDIR(st.st_mode):
+                    raise self.fail(original, "parent is not a directory")
+            self.verified.add(current)
 
-    def clear(self, path: str, keep_dir: bool) -> None:
-        """Remove what is at ``path`` unless it is a directory and ``keep_dir``."""
+    def clear(self, rel: str) -> None:
+        """Remove what is at ``rel``, if anything."""
+        path = self.path(rel)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return
-        if stat.S_ISDIR(st.st_mode):
-            if not keep_dir:
-                shutil.rmtree(path)
-        else:
+        if not stat.S_ISDIR(st.st_mode):
             os.unlink(path)
+            return
+        shutil.rmtree(path)
+        below = rel + "/"
+        self.verified = {p for p in self.verified if p != rel and not p.startswith(below)}
 
-    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        rel = _clean_name(member.name)
-        if rel is None:
-            raise self.fail(member.name, "path escapes the layer root")
-        if not rel:
-            if member.isdir():
-                self.dirs.append((rel, member))
-                return
-            raise self.fail(member.name, "the layer root must be a directory")
-        base = rel.rsplit("/", 1)[-1]
-        if base.startswith(WHITEOUT_PREFIX):
-            self.whiteout(member.name, rel, base)
-            return
-        if rel in self.seen and not (member.isdir() and self.seen_dir(rel)):
-            raise self.fail(member.name, "duplicate entry")
-        self.seen.add(rel)
-        self.ensure_parent(member.name, rel)
+    def create(self, rel: str, make: Callable[[str], _T]) -> _T:
+        """``make(path)``, which must refuse an existing path, after removing what a
+        lower layer left at ``rel`` if there is something."""
         path = self.path(rel)
-        self.clear(path, keep_dir=member.isdir())
-        if member.isdir():
-            if not os.path.isdir(path):
+        try:
+            return make(path)
+        except FileExistsError:
+            self.clear(rel)
+            return make(path)
+
+    def make_dir(self, rel: str) -> None:
+        """A directory at ``rel``; one a lower layer left there is kept."""
+        path = self.path(rel)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                self.clear(rel)
                 os.mkdir(path, 0o700)
-            self.dirs.append((rel, member))
+        self.verified.add(rel)
+
+    def add(self, reader: _TarReader, entry: _Entry) -> None:
+        rel = _clean_name(entry.name)
+        if rel is None:
+            raise self.fail(entry.name, "path escapes the layer root")
+        if not rel:
+            if entry.is_dir():
+                self.dirs.append((rel, entry))
+                return
+            raise self.fail(entry.name, "the layer root must be a directory")
+        base = rel.rpartition("/")[2]
+        if base.startswith(WHITEOUT_PREFIX):
+            self.whiteout(entry.name, rel, base)
             return
-        if member.islnk():
-            self.hardlink(member, path)
-            return
-        if member.issym():
-            os.symlink(member.linkname, path)
-        elif member.isreg():
-            self.write_file(tar, member, path)
-        elif member.ischr() or member.isblk() or member.isfifo():
-            if not member.isfifo() and not self.is_root:
-                raise self.fail(member.name, "device nodes can only be created as root")
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+        if rel in self.seen and not (entry.is_dir() and self.seen_dir(rel)):
+            raise self.fail(entry.name, "duplicate entry")
+        self.seen.add(rel)
+        self.ensure_parent(entry.name, rel)
+        kind = entry.type
+        if kind == _DIR:
+            self.make_dir(rel)
+            self.dirs.append((rel, entry))
+        elif kind in _REGULAR_TYPES:
+            self.write_file(reader, entry, rel)
+        elif kind == _LNK:
+            self.hardlink(entry, rel)
+        elif kind == _SYM:
+            self.create(rel, lambda path: os.symlink(entry.linkname, path))
+            self.metadata(self.path(rel), entry)
+        elif kind in (_CHR, _BLK, _FIFO):
+            self.device(entry, rel)
         else:
-            raise self.fail(member.name, f"unsupported entry type {member.type!r}")
-        self.metadata(path, member)
+            raise self.fail(entry.name, f"unsupported entry type {kind!r}")
 
     def seen_dir(self, rel: str) -> bool:
         return os.path.isdir(self.path(rel)) and not os.path.islink(self.path(rel))
 
-    def write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
-        source = tar.extractfile(member)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if source is not None:
-                shutil.copyfileobj(source, out, _CHUNK)
+    def write_file(self, reader: _TarReader, entry: _Entry, rel: str) -> None:
+        fd = self.create(rel, _new_file)
+        try:
+            reader.copy_to(fd)
+            self.metadata(fd, entry)
+        finally:
+            os.close(fd)
 
-    def hardlink(self, member: tarfile.TarInfo, path: str) -> None:
-        target_rel = _clean_name(member.linkname.lstrip("/"))
+    def device(self, entry: _Entry, rel: str) -> None:
+        if entry.type != _FIFO and not self.is_root:
+            raise self.fail(entry.name, "device nodes can only be created as root")
+        kind = {_CHR: stat.S_IFCHR, _BLK: stat.S_IFBLK, _FIFO: stat.S_IFIFO}[entry.type]
+        device = os.makedev(entry.devmajor, entry.devminor)
+        self.create(rel, lambda path: os.mknod(path, kind | 0o600, device))
+        self.metadata(self.path(rel), entry)
+
+    def hardlink(self, entry: _Entry, rel: str) -> None:
+        target_rel = _clean_name(entry.linkname.lstrip("/"))
         if not target_rel:
-            raise self.fail(member.name, f"hardlink target {member.linkname!r} escapes the layer")
-        self.ensure_parent(member.name, target_rel)
+            raise self.fail(entry.name, f"hardlink target {entry.linkname!r} escapes the layer")
+        self.ensure_parent(entry.name, target_rel)
         target = self.path(target_rel)
         try:
             st = os.lstat(target)
         except FileNotFoundError:
             raise self.fail(
-                member.name, f"hardlink target {member.linkname!r} does not exist"
+                entry.name, f"hardlink target {entry.linkname!r} does not exist"
             ) from None
         if stat.S_ISDIR(st.st_mode):
-            raise self.fail(member.name, "hardlink to a directory")
-        os.link(target, path, follow_symlinks=False)
+            raise self.fail(entry.name, "hardlink to a directory")
+        self.create(rel, lambda path: os.link(target, path, follow_symlinks=False))
 
     def whiteout(self, original: str, rel: str, base: str) -> None:
-        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        parent = rel.rpartition("/")[0]
         self.ensure_parent(original, rel)
         parent_path = self.path(parent)
         if base == OPAQUE_MARKER:
             if self.whiteouts == "overlay":
-                if not os.path.isdir(parent_path):
-                    os.mkdir(parent_path, 0o755)
                 os.setxattr(parent_path, OPAQUE_XATTR, b"y", follow_symlinks=False)
             else:
-                for child in os.listdir(parent_path) if os.path.isdir(parent_path) else ():
+                for child in os.listdir(parent_path):
                     child_rel = f"{parent}/{child}" if parent else child
                     if child_rel not in self.seen:
-                        self.clear(os.path.join(parent_path, child), keep_dir=False)
+                        self.clear(child_rel)
             return
         name = base[len(WHITEOUT_PREFIX):]
         if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
@@ -260,30 +604,27 @@ class _Extractor:
         target_rel = f"{parent}/{name}" if parent else name
         if target_rel in self.seen:
             return  # whiteouts only hide lower layers
-        target = self.path(target_rel)
         if self.whiteouts == "overlay":
-            self.clear(target, keep_dir=False)
-            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            self.create(target_rel, lambda path: os.mknod(path, stat.S_IFCHR, os.makedev(0, 0)))
         else:
-            self.clear(target, keep_dir=False)
+            self.clear(target_rel)
 
-    def metadata(self, path: str, member: tarfile.TarInfo) -> None:
+    def metadata(self, target: str | int, entry: _Entry) -> None:
+        """Owner, xattrs, mode and mtime of ``target``: an open fd, or a path never followed."""
+        follow = isinstance(target, int)  # an fd has nothing to follow
         if self.is_root:
-            os.chown(path, member.uid, member.gid, follow_symlinks=False)
-        for key, value in member.pax_headers.items():
-            if key.startswith(_XATTR_PAX):
-                self.setxattr(path, key[len(_XATTR_PAX):], value)
-        if not member.issym():
-            os.chmod(path, stat.S_IMODE(member.mode))
-        mtime = int(member.mtime * 1_000_000_000)
-        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+            os.chown(target, entry.uid, entry.gid, follow_symlinks=follow)
+        for key, value in entry.xattrs.items():
+            self.setxattr(target, key, value, follow)
+        if entry.type != _SYM:
+            os.chmod(target, stat.S_IMODE(entry.mode))
+        os.utime(target, ns=(entry.mtime, entry.mtime), follow_symlinks=follow)
 
-    def setxattr(self, path: str, key: str, value: str) -> None:
+    def setxattr(self, target: str | int, key: str, value: bytes, follow: bool) -> None:
         if key.startswith("trusted.overlay."):
             return  # only whiteouts may produce overlay metadata
-        raw = value.encode("utf-8", "surrogateescape")
         try:
-            os.setxattr(path, key, raw, follow_symlinks=False)
+            os.setxattr(target, key, value, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
                 raise
@@ -292,21 +633,9 @@ class _Extractor:
         """Set directory metadata, deepest first, once children exist.
 
         A later entry may have replaced a directory or one of its parents (with a
-        symlink, say): such a directory is gone from the layer and is skipped, so
-        nothing is ever changed through a link.
+        symlink, say): such a directory is no longer ``verified`` and is skipped,
+        so nothing is ever changed through a link.
         """
-        for rel, member in sorted(self.dirs, key=lambda item: item[0].count("/"), reverse=True):
-            if self.real_directory(rel):
-                self.metadata(self.path(rel), member)
-
-    def real_directory(self, rel: str) -> bool:
-        """Whether ``rel`` and all its parents are directories, not links, under the root."""
-        current = str(self.dest)
-        for part in rel.split("/") if rel else ():
-            current = os.path.join(current, part)
-            try:
-                if not stat.S_ISDIR(os.lstat(current).st_mode):
-                    return False
-            except FileNotFoundError:
-                return False
-        return True
+        for rel, entry in sorted(self.dirs, key=lambda item: item[0].count("/"), reverse=True):
+            if rel in self.verified:
+                self.metadata(self.path(rel), entry)

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,16 @@ HOSTILE = {
     "duplicate-file": [E("f", data=b"1"), E("f", data=b"2")],
     "duplicate-symlink-then-file": [E("f", "symlink", link="../outside/canary"), E("f", data=b"2")],
     "root-not-dir": [E(".", data=b"x")],
+    # a directory already checked, then replaced: entries below it are checked again
+    "symlink-replaces-checked-dir": [
+        E("a/x"), E("a", "symlink", link="../outside"), E("a/evil", data=b"x")],
+    "whiteout-then-symlink-replaces-checked-dir": [
+        E("a/x"), E(".wh.a"), E("a", "symlink", link="../outside"), E("a/evil", data=b"x")],
+    "opaque-then-symlink-replaces-checked-dir": [
+        E("b/sub/x"), E("b/.wh..wh..opq"), E("b/sub", "symlink", link="../../outside"),
+        E("b/sub/evil", data=b"x")],
+    "hardlink-through-replaced-dir": [
+        E("a/x"), E("a", "symlink", link="../outside"), E("hl", "hardlink", link="a/canary")],
 }
 
 
@@ -192,3 +203,19 @@ def test_trusted_overlay_xattrs_from_tar_are_dropped(box) -> None:
     extract(dest, make_tar([E("d", "dir", xattrs={"trusted.overlay.opaque": "y"})]))
     with pytest.raises(OSError):
         os.getxattr(dest / "d", "trusted.overlay.opaque")
+
+
+def test_lower_layer_symlinks_are_not_trusted(box) -> None:
+    dest, outside = box
+    extract(dest, make_tar([E("d", "dir"), E("l", "symlink", link="../outside")]))
+    with pytest.raises(LayerError, match="parent directory is a symlink"):
+        extract(dest, make_tar([E("d/x"), E("l/evil", data=b"x")]), whiteouts="apply")
+    assert sorted(os.listdir(outside)) == ["canary"]
+
+
+def test_no_reader_thread_outlives_an_extraction(box) -> None:
+    dest, _ = box
+    raw = make_tar([E("f", data=os.urandom(3 << 20)), E("../evil")])
+    with pytest.raises(LayerError, match="escapes"):
+        extract(dest, gz(raw), TGZ)
+    assert not [t for t in threading.enumerate() if t.name == "layer-reader"]

@@ -1,0 +1,31 @@
+"""The static checks stay clean: ``mypy --strict`` on the package and ruff on all the code.
+
+Both run as they would by hand, from the repository root, so they read their
+settings from pyproject.toml (``[tool.mypy]``, ``[tool.ruff]``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _check(*argv: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(argv)} exited with status {result.returncode}:\n"
+        f"{result.stdout}{result.stderr}"
+    )
+
+
+def test_mypy_strict_is_clean() -> None:
+    _check("mypy", "builder")
+
+
+def test_ruff_is_clean() -> None:
+    _check("ruff", "check", "builder", "tests", "bench")
