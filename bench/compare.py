@@ -21,8 +21,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +124,8 @@ def main() -> int:
     subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
                    check=True)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "builder")], check=True)
-    work = ns.work or Path(tempfile.mkdtemp(prefix="pybuild-bench-", dir="/var/tmp"))
+    # not mkdtemp: Buildah cannot read oci:DIR when DIR's name ends like "x_" (mkdtemp may)
+    work = ns.work or Path("/var/tmp") / f"pybuild-bench-{uuid.uuid4().hex[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     b = Builders(work)
     base = make_base(work) if NEEDS_BASE & set(ns.cases) else ""
