@@ -73,12 +73,14 @@ def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
 
 _Item = tuple[str, str, os.stat_result, "StatCache | None"]  # rel, path, lstat, stat cache
 _PARALLEL_BYTES = 16 << 20  # below this, hashing on threads costs more than it saves
+_PARALLEL_FILE = 64 << 10  # smaller files are hashed in order: a thread's hand-off costs more
 
 
 def _digest(lines: list[str | _Item]) -> str:
     """sha256 over the lines, file contents hashed on all cores when there is much to read
     (hashlib releases the GIL)."""
-    files = [x for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)]
+    files = [x for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)
+             and x[2].st_size >= _PARALLEL_FILE]
     done: dict[int, str] = {}
     if len(files) > 1 and sum(x[2].st_size for x in files) >= _PARALLEL_BYTES:
         from concurrent.futures import ThreadPoolExecutor

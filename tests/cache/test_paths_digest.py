@@ -28,6 +28,7 @@ def test_threads_and_order_agree(threshold: int, tmp_path: Path,
     _tree(root)
     serial = keys.paths_digest(str(root), ["d", "top", "missing"])
     monkeypatch.setattr(keys, "_PARALLEL_BYTES", threshold)
+    monkeypatch.setattr(keys, "_PARALLEL_FILE", 0)
     stats = StatCache(tmp_path / "store", root)
     assert keys.paths_digest(str(root), ["d", "top", "missing"], stats=stats) == serial
     assert keys.paths_digest(str(root), ["d", "top", "missing"], stats=stats) == serial
@@ -46,6 +47,7 @@ CHANGES = {
 def test_changes_change_the_digest(name: str, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keys, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(keys, "_PARALLEL_FILE", 0)
     root = tmp_path / "ctx"
     _tree(root)
     before = keys.paths_digest(str(root), ["d"])
