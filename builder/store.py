@@ -46,6 +46,7 @@ from builder.image.spec import (
 )
 
 DEFAULT_REGISTRY = "localhost"
+GC_PENDING = "gc.pending"  # a gc skipped while pins were held, left to the last pin
 DOCKER_HUB = "docker.io"
 _NAME = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
@@ -318,13 +319,16 @@ class Store:
     @contextlib.contextmanager
     def pin(self) -> Iterator[None]:
         """Hold while writing blobs no manifest references yet: gc() does nothing
-        while any process holds a pin."""
+        while any process holds a pin, and leaves it to the last pin to end."""
         fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             yield
         finally:
             os.close(fd)
+            if (self.root / GC_PENDING).exists():
+                with contextlib.suppress(OSError):
+                    self.gc()
 
     # -- reading
 
@@ -514,7 +518,10 @@ class Store:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
+                        (self.root / GC_PENDING).touch()  # for the last pin to end
                         return 0
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.root / GC_PENDING)
                 keep = self._referenced(layout.read_index())
                 removed = 0
                 for digest in layout.blob_digests():

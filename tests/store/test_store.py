@@ -96,9 +96,19 @@ def test_remove_and_gc(tmp_path: Path) -> None:
 def test_gc_waits_for_pins(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     with store.pin():
-        store.layout.put_blob(b"layer in progress")
+        digest, _ = store.layout.put_blob(b"layer in progress")
         assert Store(tmp_path / "s").gc() == 0
+        assert store.layout.has_blob(digest)
+    assert not store.layout.has_blob(digest)  # the skipped gc ran when the last pin ended
+    assert not (tmp_path / "s" / "gc.pending").exists()
+    assert store.gc() == 0
+
+
+def test_gc_without_pins_leaves_nothing_pending(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    store.layout.put_blob(b"orphan")
     assert store.gc() == 1
+    assert not (tmp_path / "s" / "gc.pending").exists()
 
 
 def test_put_manifest_requires_blobs(tmp_path: Path) -> None:
