@@ -11,6 +11,7 @@ reproducer per kind is written to ``fuzz-image-repro/`` (exit 1 if any).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import traceback
@@ -73,7 +74,10 @@ def fuzz_extract(examples: int, out: Path) -> tuple[int, dict[str, int]]:
 
 
 def main() -> int:
-    examples = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("examples", nargs="?", type=int, default=10_000,
+                        help="examples per target (default 10,000)")
+    examples = parser.parse_args().examples
     status = 0
     for kind in ("manifest", "index", "config", "descriptor"):
         started = time.perf_counter()

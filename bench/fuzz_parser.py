@@ -7,6 +7,7 @@ and whatever parses re-renders to a file that parses the same way.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ from instructions.test_fuzz import check_one  # noqa: E402
 
 
 def main() -> int:
-    examples = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("examples", nargs="?", type=int, default=10_000,
+                        help="examples per target (default 10,000)")
+    examples = parser.parse_args().examples
     count = 0
 
     @settings(max_examples=examples, deadline=None, database=None,
