@@ -704,7 +704,7 @@ def apply_config(container: Container, changes: ConfigChanges) -> None:
 
 
 def _apply_healthcheck(config: ContainerConfig, changes: ConfigChanges) -> None:
-    from builder.executor.config import duration_ns
+    from builder.executor.config import healthcheck_config
 
     if changes.healthcheck is None:
         return
@@ -723,15 +723,9 @@ def _apply_healthcheck(config: ContainerConfig, changes: ConfigChanges) -> None:
         test = ["CMD", *argv]
     else:
         test = ["CMD-SHELL", text]
-    check: dict[str, Any] = {"Test": test}
-    for key, value in (("Interval", changes.healthcheck_interval),
-                       ("Timeout", changes.healthcheck_timeout),
-                       ("StartPeriod", changes.healthcheck_start_period)):
-        if duration_ns(value):
-            check[key] = duration_ns(value)
-    if changes.healthcheck_retries:
-        check["Retries"] = changes.healthcheck_retries
-    config.healthcheck = check
+    config.healthcheck = healthcheck_config(
+        test, interval=changes.healthcheck_interval, timeout=changes.healthcheck_timeout,
+        start_period=changes.healthcheck_start_period, retries=changes.healthcheck_retries)
 
 
 def update_config(store: Store, ref: str, changes: ConfigChanges) -> Container:

@@ -68,9 +68,20 @@ def default_root() -> str:
     return os.path.join(data, "pybuild")
 
 
+_fingerprint: bytes | None = None
+
+
 def code_fingerprint() -> bytes:
     """Names, sizes and modification times of the package's source files, and the
-    Python version: results of another version of the code are never reused."""
+    Python version: results of another version of the code are never reused
+    (computed once per process)."""
+    global _fingerprint
+    if _fingerprint is None:
+        _fingerprint = _scan_package()
+    return _fingerprint
+
+
+def _scan_package() -> bytes:
     parts = [sys.version.encode()]
     pending, seen = [_PACKAGE], set()
     while pending:
@@ -190,21 +201,13 @@ def watch(path: str | os.PathLike[str], st: os.stat_result | None = None) -> Non
             _recording.paths[name] = stamp(name, st)
 
 
-def watch_tree(path: str | os.PathLike[str]) -> None:
-    """The build read ``path`` and everything below it."""
-    if _recording is None:
-        return
-    watch(path)
-    pending = [os.fspath(path)]
-    while pending:
-        try:
-            with os.scandir(pending.pop()) as entries:
-                for entry in entries:
-                    watch(entry.path, entry.stat(follow_symlinks=False))
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(entry.path)
-        except NotADirectoryError:
-            pass
+def watch_parents(root: str, rel: str) -> None:
+    """The build used ``rel`` under ``root``, so depends on the directories between
+    them staying directories."""
+    if _recording is not None:
+        parts = rel.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            watch(os.path.join(root, *parts[:depth]))
 
 
 def watch_env(name: str) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from builder.errors import ImageError, ImageNotFound, PybuildError, StoreError, UsageError
 from builder.image.digest import is_digest
-from builder.image.layout import TEMP_PREFIX, BlobWriter, Layout, write_atomic
+from builder.image.layout import TEMP_PREFIX, BlobWriter, Layout, fsync_dir, write_atomic
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
@@ -648,15 +648,6 @@ def process_alive(key: str) -> bool:
             return True
         return True
     return process_key(pid) == key
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _listdir(path: Path) -> list[str]:

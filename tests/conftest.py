@@ -89,3 +89,24 @@ def build_busybox_store(parent: Path) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"building the busybox base image failed: {proc.stderr}")
     return root
+
+
+def copy_store(source: Path, pybuild: Pybuild, *skip: str) -> Pybuild:
+    """Copy the store at ``source`` into ``pybuild``'s root (not its locks, temporary
+    files and workspaces, nor the names in ``skip``)."""
+    shutil.copytree(source, pybuild.root, symlinks=True,
+                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock", *skip))
+    return pybuild
+
+
+@pytest.fixture(scope="session")
+def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding ``localhost/busybox:latest``, built once per session by pybuild;
+    tests copy it (``with_busybox``, ``copy_store``) into their own store root."""
+    return build_busybox_store(tmp_path_factory.mktemp("busybox"))
+
+
+@pytest.fixture
+def with_busybox(pybuild: Pybuild, busybox_store: Path) -> Pybuild:
+    """The ``pybuild`` runner with a store that already holds localhost/busybox:latest."""
+    return copy_store(busybox_store, pybuild)

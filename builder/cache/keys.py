@@ -51,7 +51,7 @@ def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
     lines: list[str | _Item] = []
     for top in sorted(set(rels)):
         path = os.path.join(root, top) if top else root
-        watch_parents(root, top)
+        replay.watch_parents(root, top)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -93,14 +93,6 @@ def _digest(lines: list[str | _Item]) -> str:
         text = item if isinstance(item, str) else done.get(id(item)) or _entry(*item)
         h.update(text.encode("utf-8", "surrogateescape") + b"\n")
     return h.hexdigest()
-
-
-def watch_parents(root: str, rel: str) -> None:
-    """Tell ``builder.replay`` about the directories between ``root`` and ``rel``: a
-    build that used ``rel`` depends on them staying directories."""
-    parts = rel.split("/")[:-1]
-    for depth in range(1, len(parts) + 1):
-        replay.watch(os.path.join(root, *parts[:depth]))
 
 
 def _walk(lines: list[str | _Item], directory: str, rel: str, visible: Any,

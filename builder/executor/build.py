@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import os
 import shutil
 import threading
@@ -373,7 +372,7 @@ def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
     import hashlib
     import pickle
 
-    key = hashlib.sha256(b"%s\0%s\0%s" % (_code_fingerprint(), source.display.encode(),
+    key = hashlib.sha256(b"%s\0%s\0%s" % (replay.code_fingerprint(), source.display.encode(),
                                             source.text)).hexdigest()
     path = Path(store.root) / "cache" / "parsed" / f"{key}.pickle"
     try:
@@ -392,9 +391,6 @@ def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
         tmp.write_bytes(pickle.dumps(containerfile, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)
     return containerfile
-
-
-_code_fingerprint = functools.cache(replay.code_fingerprint)
 
 
 def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:

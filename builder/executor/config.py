@@ -164,16 +164,26 @@ def duration_ns(text: str | None) -> int:
     return int(total)
 
 
-def run_healthcheck(ins: m.HealthcheckInstruction, state: ConfigState, format: str) -> None:
-    check: dict[str, object] = {"Test": ["NONE"] if ins.test is None else list(ins.test)}
-    for key, value in (("Interval", ins.interval), ("Timeout", ins.timeout),
-                       ("StartPeriod", ins.start_period),
-                       ("StartInterval", ins.start_interval)):
+def healthcheck_config(test: list[str], *, interval: str | None = None,
+                       timeout: str | None = None, start_period: str | None = None,
+                       start_interval: str | None = None,
+                       retries: int | None = None) -> dict[str, object]:
+    """The config's ``Healthcheck``: durations in nanoseconds, unset ones left out."""
+    check: dict[str, object] = {"Test": test}
+    for key, value in (("Interval", interval), ("Timeout", timeout),
+                       ("StartPeriod", start_period), ("StartInterval", start_interval)):
         if duration_ns(value):
             check[key] = duration_ns(value)
-    if ins.retries:
-        check["Retries"] = ins.retries
-    state.config.healthcheck = check
+    if retries:
+        check["Retries"] = retries
+    return check
+
+
+def run_healthcheck(ins: m.HealthcheckInstruction, state: ConfigState, format: str) -> None:
+    state.config.healthcheck = healthcheck_config(
+        ["NONE"] if ins.test is None else list(ins.test), interval=ins.interval,
+        timeout=ins.timeout, start_period=ins.start_period, start_interval=ins.start_interval,
+        retries=ins.retries)
     if format == "oci":
         state.warnings.append(_OCI_DROPPED.format(what="HEALTHCHECK", detail=""))
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from builder import replay
-from builder.cache.keys import watch_parents
 from builder.context import context_path, resolve_in_root
 from builder.errors import ContextError, StepError
 
@@ -75,6 +74,12 @@ class SourceTree:
 
     def visible(self, rel: str) -> bool:
         return self.included is None or rel == "" or rel in self.included
+
+    def watch(self, path: Path) -> None:
+        """Tell ``builder.replay`` the build looked at ``path`` (of the context only: other
+        trees are stages of this build)."""
+        if self.is_context:
+            replay.watch(path)
 
 
 def context_tree(context: Path, ignore: object | None) -> SourceTree:
@@ -523,7 +528,7 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
         for match in matches:
             if tree.is_context:
-                watch_parents(os.fspath(tree.root), match)
+                replay.watch_parents(os.fspath(tree.root), match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
             _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
@@ -567,14 +572,12 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
         following: list[str] = []
         for base in current:
             directory = tree.root / base if base else tree.root
-            if tree.is_context:
-                replay.watch(directory)
+            tree.watch(directory)
             if not directory.is_dir() or directory.is_symlink():
                 continue
             if not _is_glob(part):
                 candidate = f"{base}/{part}" if base else part
-                if tree.is_context:
-                    replay.watch(tree.root / candidate)
+                tree.watch(tree.root / candidate)
                 if os.path.lexists(tree.root / candidate):
                     following.append(candidate)
                 continue

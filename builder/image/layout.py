@@ -24,7 +24,8 @@ _COPY_BUFFER = 1 << 20
 TEMP_PREFIX = ".tmp-"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -45,7 +46,7 @@ def write_atomic(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Non
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class BlobWriter:

@@ -1,4 +1,5 @@
-"""Fixtures for build tests: Buildah as a reference builder and a busybox base image."""
+"""Fixtures for build tests: Buildah as a reference builder (the busybox base image is the
+root conftest's ``busybox_store``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.build.imagetree import read_image
-from tests.conftest import REPO, Pybuild, build_busybox_store
+from tests.conftest import REPO, Pybuild
 
 BUILDAH = shutil.which("buildah")
 
@@ -60,18 +61,3 @@ def pybuild_image(pybuild: Pybuild, context: Path, *args: str) -> tuple[dict, di
 EXAMPLES = REPO / "Containerfile.examples"
 
 
-@pytest.fixture(scope="session")
-def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding ``localhost/busybox:latest``, built once per session by pybuild.
-
-    Copy it (``shutil.copytree``) into a test's own store root to build FROM busybox.
-    """
-    return build_busybox_store(tmp_path_factory.mktemp("busybox"))
-
-
-@pytest.fixture
-def with_busybox(pybuild: Pybuild, busybox_store: Path) -> Pybuild:
-    """The ``pybuild`` runner with a store that already holds localhost/busybox:latest."""
-    shutil.copytree(busybox_store, pybuild.root, symlinks=True,
-                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock"))
-    return pybuild

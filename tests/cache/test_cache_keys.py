@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.cache.changes import edit, hits, nothing, replace
 from tests.conftest import Pybuild
 
 BASE = """FROM localhost/busybox:latest
@@ -38,46 +38,24 @@ def _build(pybuild: Pybuild, ctx: Path, *flags: str) -> str:
     return res.stdout
 
 
-def _hits(output: str) -> list[str]:
-    """The STEP lines answered from the cache."""
-    lines = output.splitlines()
-    return [re.sub(r"^\[\d+/\d+\] ", "", lines[i - 1]).split(":", 1)[1].split()[0]
-            for i, line in enumerate(lines) if line.startswith("--> Using cache")]
-
-
-def _edit(path: str, text: str) -> Callable[[Path], None]:
-    return lambda ctx: (ctx / path).write_text(text)
-
-
-def _replace(old: str, new: str) -> Callable[[Path], None]:
-    def change(ctx: Path) -> None:
-        cf = ctx / "Containerfile"
-        cf.write_text(cf.read_text().replace(old, new))
-    return change
-
-
-def _nothing(ctx: Path) -> None:
-    pass
-
-
 # (name, change, extra flags for the second build, expected cached keywords)
 CASES = [
-    ("nothing", _nothing, (), ["ARG", "ENV", "COPY", "RUN"]),
+    ("nothing", nothing, (), ["ARG", "ENV", "COPY", "RUN"]),
     ("mtime only", lambda ctx: os.utime(ctx / "src" / "a", (1, 1)), (), ["ARG", "ENV", "COPY", "RUN"]),
-    ("ignored file", _edit("skip.log", "changed\n"), (), ["ARG", "ENV", "COPY", "RUN"]),
-    ("unused build arg", _nothing, ("--build-arg", "UNUSED=2"), ["ARG", "ENV", "COPY", "RUN"]),
+    ("ignored file", edit("skip.log", "changed\n"), (), ["ARG", "ENV", "COPY", "RUN"]),
+    ("unused build arg", nothing, ("--build-arg", "UNUSED=2"), ["ARG", "ENV", "COPY", "RUN"]),
     ("secret content", lambda ctx: (ctx.parent / "secret").write_text("two"), (),
      ["ARG", "ENV", "COPY", "RUN"]),
-    ("file content", _edit("src/b", "B\n"), (), ["ARG", "ENV"]),
+    ("file content", edit("src/b", "B\n"), (), ["ARG", "ENV"]),
     ("file mode", lambda ctx: os.chmod(ctx / "src" / "b", 0o600), ("--layers=true",),
      ["ARG", "ENV"]),
     ("file owner", lambda ctx: os.chown(ctx / "src" / "b", 1234, 1234), (), ["ARG", "ENV"]),
-    ("used build arg", _nothing, ("--build-arg", "USED=2"), []),
-    ("env before", _replace("ENV E=1", "ENV E=2"), (), ["ARG"]),
-    ("chmod flag", _replace("--chmod=644", "--chmod=640"), (), ["ARG", "ENV"]),
-    ("secret id", _replace("id=tok", "id=other"), (), ["ARG", "ENV", "COPY"]),
-    ("no-cache", _nothing, ("--no-cache",), []),
-    ("layers false", _nothing, ("--layers", "false"), []),
+    ("used build arg", nothing, ("--build-arg", "USED=2"), []),
+    ("env before", replace("ENV E=1", "ENV E=2"), (), ["ARG"]),
+    ("chmod flag", replace("--chmod=644", "--chmod=640"), (), ["ARG", "ENV"]),
+    ("secret id", replace("id=tok", "id=other"), (), ["ARG", "ENV", "COPY"]),
+    ("no-cache", nothing, ("--no-cache",), []),
+    ("layers false", nothing, ("--layers", "false"), []),
 ]
 
 
@@ -86,10 +64,10 @@ def test_invalidation(name: str, change: Callable[[Path], None], flags: tuple[st
                       cached: list[str], tmp_path: Path, with_busybox: Pybuild) -> None:
     ctx = _context(tmp_path)
     first = _build(with_busybox, ctx)
-    assert _hits(first) == []
+    assert hits(first) == []
     change(ctx)
     second = _build(with_busybox, ctx, *flags)
-    assert _hits(second) == cached, second
+    assert hits(second) == cached, second
 
 
 HEREDOC = """FROM localhost/busybox:latest
@@ -105,22 +83,22 @@ EOF
 def test_heredoc_text(tmp_path: Path, with_busybox: Pybuild) -> None:
     ctx = _context(tmp_path, HEREDOC)
     _build(with_busybox, ctx)
-    assert _hits(_build(with_busybox, ctx)) == ["COPY", "RUN"]
+    assert hits(_build(with_busybox, ctx)) == ["COPY", "RUN"]
     (ctx / "Containerfile").write_text(HEREDOC.replace("cat /greeting", "cat  /greeting"))
-    assert _hits(_build(with_busybox, ctx)) == ["COPY"]
+    assert hits(_build(with_busybox, ctx)) == ["COPY"]
     (ctx / "Containerfile").write_text(HEREDOC.replace("hello", "bye"))
-    assert _hits(_build(with_busybox, ctx)) == []
+    assert hits(_build(with_busybox, ctx)) == []
 
 
 def test_base_image_digest(tmp_path: Path, with_busybox: Pybuild) -> None:
     ctx = _context(tmp_path, "FROM localhost/busybox:latest\nRUN echo hi > /hi\n")
     _build(with_busybox, ctx)
-    assert _hits(_build(with_busybox, ctx)) == ["RUN"]
+    assert hits(_build(with_busybox, ctx)) == ["RUN"]
     base = tmp_path / "base"
     base.mkdir()
     (base / "Containerfile").write_text("FROM localhost/busybox:latest\nLABEL new=base\n")
     with_busybox("bud", "-q", "-t", "localhost/busybox:latest", base)
-    assert _hits(_build(with_busybox, ctx)) == []
+    assert hits(_build(with_busybox, ctx)) == []
 
 
 def _blobs(root: Path) -> dict[str, int]:
@@ -143,5 +121,5 @@ def test_cached_build_mounts_nothing(tmp_path: Path, with_busybox: Pybuild) -> N
     for layer in layers.iterdir():  # a workspace would need these extracted layers
         os.rename(layer, layer.with_name(".gone-" + layer.name))
     out = with_busybox("bud", "-t", "t", ctx).stdout
-    assert _hits(out) == ["RUN", "WORKDIR"]
+    assert hits(out) == ["RUN", "WORKDIR"]
     assert not [p for p in layers.iterdir() if not p.name.startswith(".gone-")]

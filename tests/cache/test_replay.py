@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cache.changes import edit, hits, nothing, replace
 from tests.conftest import Pybuild
 
 BASE = """FROM localhost/busybox:latest
@@ -54,50 +54,29 @@ def _normal(pybuild: Pybuild, ctx: Path, *flags: str) -> tuple[bool, str, str]:
     return _build(pybuild, ctx, *flags)
 
 
-def _hits(output: str) -> list[str]:
-    lines = output.splitlines()
-    return [re.sub(r"^\[\d+/\d+\] ", "", lines[i - 1]).split(":", 1)[1].split()[0]
-            for i, line in enumerate(lines) if line.startswith("--> Using cache")]
-
-
-def _edit(path: str, text: str) -> Callable[[Path], None]:
-    return lambda ctx: (ctx / path).write_text(text)
-
-
-def _replace(old: str, new: str) -> Callable[[Path], None]:
-    def change(ctx: Path) -> None:
-        cf = ctx / "Containerfile"
-        cf.write_text(cf.read_text().replace(old, new))
-    return change
-
-
 def _parent_swapped(ctx: Path) -> None:
     (ctx / "src" / "sub").rename(ctx / "real")
     (ctx / "src" / "sub").symlink_to("../real")
 
 
-def _nothing(ctx: Path) -> None:
-    pass
-
-
 ALL = ["ARG", "ENV", "COPY", "COPY", "RUN"]
 # (name, change, flags of the second build, replayed, cached steps when not replayed)
 CASES = [
-    ("nothing", _nothing, (), True, ALL),
-    ("ignored file", _edit("skip.log", "changed\n"), (), True, ALL),
-    ("unrelated new file", _edit("docs/notes.txt", "n\n"), (), True, ALL),
+    ("nothing", nothing, (), True, ALL),
+    ("ignored file", edit("skip.log", "changed\n"), (), True, ALL),
+    ("unrelated new file", edit("docs/notes.txt", "n\n"), (), True, ALL),
     ("mtime only", lambda ctx: os.utime(ctx / "src" / "a", (1, 1)), (), False, ALL),
-    ("file content", _edit("src/sub/b", "B\n"), (), False, ["ARG", "ENV"]),
+    ("file content", edit("src/sub/b", "B\n"), (), False, ["ARG", "ENV"]),
     ("file mode", lambda ctx: os.chmod(ctx / "src" / "a", 0o600), (), False, ["ARG", "ENV"]),
     ("file owner", lambda ctx: os.chown(ctx / "src" / "a", 1234, 1234), (), False,
      ["ARG", "ENV"]),
-    ("new file in a copied dir", _edit("src/sub/c", "c\n"), (), False, ["ARG", "ENV"]),
+    ("new file in a copied dir", edit("src/sub/c", "c\n"), (), False, ["ARG", "ENV"]),
     ("new match of a glob", lambda ctx: (ctx / "globb").mkdir(), (), False,
      ["ARG", "ENV", "COPY"]),
     ("directory swapped for a link", _parent_swapped, (), False, ["ARG", "ENV"]),
-    ("ignore file", _edit(".containerignore", "*.log\nsrc/sub\n"), (), False, ["ARG", "ENV"]),
-    ("Containerfile", _replace("ENV E=1", "ENV E=2"), (), False, ["ARG"]),
-    ("other flags", _nothing, ("--label", "x=y"), False, ALL),
+    ("ignore file", edit(".containerignore", "*.log\nsrc/sub\n"), (), False, ["ARG", "ENV"]),
+    ("Containerfile", replace("ENV E=1", "ENV E=2"), (), False, ["ARG"]),
+    ("other flags", nothing, ("--label", "x=y"), False, ALL),
 ]
 
 
@@ -107,11 +86,11 @@ def test_invalidation(name: str, change: Callable[[Path], None], flags: tuple[st
                       with_busybox: Pybuild) -> None:
     ctx = _context(tmp_path)
     first = _build(with_busybox, ctx, "--timestamp", "0")
-    assert not first[0] and _hits(first[1]) == []
+    assert not first[0] and hits(first[1]) == []
     change(ctx)
     second = _build(with_busybox, ctx, "--timestamp", "0", *flags)
     assert second[0] == replayed, second
-    assert _hits(second[1]) == cached, second[1]
+    assert hits(second[1]) == cached, second[1]
     if replayed:
         assert second[1:] == _normal(with_busybox, ctx, "--timestamp", "0", *flags)[1:]
 
@@ -124,11 +103,11 @@ def test_environment(tmp_path: Path, with_busybox: Pybuild) -> None:
     assert _build(with_busybox, ctx, "--build-arg", "USED")[0]
     with_busybox.env["USED"] = "2"
     replayed, out, _ = _build(with_busybox, ctx, "--build-arg", "USED")
-    assert not replayed and _hits(out) == []
+    assert not replayed and hits(out) == []
     assert _build(with_busybox, ctx, "--build-arg", "USED")[0]
     with_busybox.env["SOURCE_DATE_EPOCH"] = "5"
     replayed, out, _ = _build(with_busybox, ctx, "--build-arg", "USED")
-    assert not replayed and "COPY" not in _hits(out)
+    assert not replayed and "COPY" not in hits(out)
 
 
 def test_store_changes(tmp_path: Path, with_busybox: Pybuild) -> None:
@@ -143,7 +122,7 @@ def test_store_changes(tmp_path: Path, with_busybox: Pybuild) -> None:
     (base / "Containerfile").write_text("FROM localhost/busybox:latest\nLABEL new=base\n")
     with_busybox("bud", "-q", "-t", "localhost/busybox:latest", base)
     replayed, out, _ = _build(with_busybox, ctx)
-    assert not replayed and _hits(out) == []
+    assert not replayed and hits(out) == []
     assert _build(with_busybox, ctx)[0]
     with_busybox("prune")
     assert not _build(with_busybox, ctx)[0]

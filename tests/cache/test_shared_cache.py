@@ -5,12 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pybuild
+from tests.conftest import Pybuild, copy_store
 
 pytestmark = pytest.mark.registry
 
@@ -24,10 +23,7 @@ RUN --mount=type=cache,target=/cache,id=downloads \\
 
 
 def _runner(tmp_path: Path, name: str, busybox_store: Path) -> Pybuild:
-    runner = Pybuild(tmp_path / name)
-    shutil.copytree(busybox_store, runner.root, symlinks=True,
-                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock", "cache"))
-    return runner
+    return copy_store(busybox_store, Pybuild(tmp_path / name), "cache")
 
 
 def _context(tmp_path: Path) -> Path:

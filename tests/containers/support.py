@@ -3,17 +3,9 @@ command for shell scripts."""
 
 from __future__ import annotations
 
-import shutil
 import sys
-from pathlib import Path
 
-from tests.conftest import REPO, Pybuild, build_busybox_store  # noqa: F401 - re-exported
-
-
-def copy_store(source: Path, pybuild: Pybuild) -> Pybuild:
-    shutil.copytree(source, pybuild.root, symlinks=True,
-                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock"))
-    return pybuild
+from tests.conftest import REPO, Pybuild, build_busybox_store, copy_store  # noqa: F401
 
 
 def shell_env(pybuild: Pybuild) -> dict[str, str]:

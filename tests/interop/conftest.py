@@ -9,12 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import (  # noqa: F401  (fixtures used here and by the tests)
-    Buildah,
-    buildah,
-    busybox_store,
-    with_busybox,
-)
+from tests.build.conftest import Buildah, buildah  # noqa: F401  (a fixture used by the tests)
 from tests.conftest import REPO
 from tests.interop.buildah_overlay import OverlayBuildah
 
@@ -26,8 +21,7 @@ def overlay_buildah(buildah: Buildah,  # noqa: F811  (skips when buildah is miss
 
 
 @pytest.fixture(scope="session")
-def base_layout(busybox_store: Path,  # noqa: F811
-                tmp_path_factory: pytest.TempPathFactory) -> str:
+def base_layout(busybox_store: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """``oci:DIR:latest`` holding pybuild's busybox image, the BASE of every comparison."""
     layout = tmp_path_factory.mktemp("busybox-oci") / "layout"
     subprocess.run([sys.executable, "-m", "builder", "--root", str(busybox_store), "push",
