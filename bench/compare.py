@@ -12,6 +12,14 @@ on a fresh store), a no-change rebuild of each case on the warm stores, and the
 three rebuilds of the ``rebuild`` case. Prints seconds, the ratio
 pybuild/Buildah and each process's peak RSS. Timings live here only; tests
 never assert them.
+
+Every timed build starts on a settled disk: ``--idle`` seconds (default 120)
+after the previous one ended. On ext4 without a journal the first few thousand
+files created after many were deleted cost 100-600 us each instead of about
+25 us, for a minute or two, while the allocator skips the recently freed
+inodes; Buildah deletes its working containers at the end of each build, so
+whatever ran right after it would pay for that. ``--rounds N`` repeats the
+cold builds, alternating which builder goes first, and reports the median.
 """
 
 from __future__ import annotations
@@ -58,14 +66,26 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None =
     return Timing(elapsed, usage.ru_maxrss / 1024, code)
 
 
-def drop_caches_hint() -> None:
-    subprocess.run(["sync"], check=False)
+class Settler:
+    """Before each timed build, waits until ``idle`` seconds have passed since the last one ended."""
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.last_end: float | None = None
+
+    def __call__(self) -> None:
+        if self.last_end is not None:
+            time.sleep(max(0.0, self.last_end + self.idle - time.monotonic()))
+
+    def ended(self) -> None:
+        self.last_end = time.monotonic()
 
 
 class Builders:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, settle: Settler) -> None:
         self.work = work
         self.n = 0
+        self.settle = settle
 
     def fresh(self, name: str) -> Path:
         self.n += 1
@@ -74,16 +94,21 @@ class Builders:
         return path
 
     def buildah(self, root: Path, ctx: Path, args: list[str]) -> Timing:
-        return timed(
-            ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"),
-             "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)]
-        )
+        return self.timed("buildah", [
+            "buildah", "--root", str(root / "root"), "--runroot", str(root / "run"),
+            "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)])
 
     def pybuild(self, root: Path, ctx: Path, args: list[str]) -> Timing:
-        return timed(
-            [sys.executable, "-m", "builder", "--root", str(root / "store"),
-             "bud", "-t", "bench", *args, str(ctx)], env=PYBUILD_ENV,
-        )
+        return self.timed(f"pybuild {' '.join(args[-2:])}", [
+            sys.executable, "-m", "builder", "--root", str(root / "store"),
+            "bud", "-t", "bench", *args, str(ctx)], env=PYBUILD_ENV)
+
+    def timed(self, what: str, argv: list[str], env: dict[str, str] | None = None) -> Timing:
+        self.settle()
+        timing = timed(argv, env=env)
+        self.settle.ended()
+        sys.stderr.write(f"  {what}: {timing.seconds:.2f} s\n")
+        return timing
 
 
 def make_base(work: Path) -> str:
@@ -119,6 +144,10 @@ def main() -> int:
     parser.add_argument("--compression", nargs="*", default=["gzip", "zstd"])
     parser.add_argument("--debian-dir", type=Path, default=Path("/var/tmp/pybuild-debian-base"),
                         help="where make-debian-base.sh keeps the Debian base for debian-run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="cold builds per case and builder; medians are reported")
+    parser.add_argument("--idle", type=float, default=120.0,
+                        help="seconds between the end of one timed build and the start of the next")
     ns = parser.parse_args()
 
     subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
@@ -127,7 +156,7 @@ def main() -> int:
     # not mkdtemp: Buildah cannot read oci:DIR when DIR's name ends like "x_" (mkdtemp may)
     work = ns.work or Path("/var/tmp") / f"pybuild-bench-{uuid.uuid4().hex[:12]}"
     work.mkdir(parents=True, exist_ok=True)
-    b = Builders(work)
+    b = Builders(work, Settler(ns.idle))
     base = make_base(work) if NEEDS_BASE & set(ns.cases) else ""
     debian = make_debian_base(ns.debian_dir) if "debian-run" in ns.cases else ""
 
@@ -137,14 +166,11 @@ def main() -> int:
         extra = ["--build-arg", f"BASE={base}"] if case in NEEDS_BASE else []
         if case == "debian-run":
             extra = ["--build-arg", f"BASE={debian}"]
-        bah_root = b.fresh(f"buildah-{case}")
-        ref = b.buildah(bah_root, ctx, extra)
-        warm: Path | None = None
-        for comp in ns.compression:
-            root = b.fresh(f"pybuild-{case}-{comp}")
-            mine = b.pybuild(root, ctx, [*extra, "--compression", comp])
+        sys.stderr.write(f"{case}:\n")
+        bah_root, ref, cold = cold_builds(b, case, ctx, extra, ns.compression, ns.rounds)
+        for comp, (mine, _) in cold.items():
             rows.append((f"{case} cold ({comp})", ref, mine))
-            warm = warm or root
+        warm = cold[ns.compression[0]][1] if ns.compression else None
         if warm is not None:  # a no-change rebuild on the warm stores
             again = b.buildah(bah_root, ctx, extra)
             comp = ns.compression[0]
@@ -162,6 +188,41 @@ def main() -> int:
     if ns.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def median(timings: list[Timing]) -> Timing:
+    """The run with the median time (the lower middle one for an even count)."""
+    ordered = sorted(timings, key=lambda t: t.seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def cold_builds(
+    b: Builders, case: str, ctx: Path, extra: list[str], compressions: list[str], rounds: int
+) -> tuple[Path, Timing, dict[str, tuple[Timing, Path]]]:
+    """``rounds`` cold builds per builder, alternating which goes first; the medians,
+    with the first round's stores (Buildah's, and pybuild's per compression)."""
+    bah: list[Timing] = []
+    mine: dict[str, list[Timing]] = {comp: [] for comp in compressions}
+    roots: dict[str, Path] = {}
+    bah_root: Path | None = None
+    for n in range(rounds):
+        def run_buildah() -> None:
+            nonlocal bah_root
+            root = b.fresh(f"buildah-{case}")
+            bah_root = bah_root or root
+            bah.append(b.buildah(root, ctx, extra))
+
+        def run_pybuild() -> None:
+            for comp in compressions:
+                root = b.fresh(f"pybuild-{case}-{comp}")
+                roots.setdefault(comp, root)
+                mine[comp].append(b.pybuild(root, ctx, [*extra, "--compression", comp]))
+
+        order = (run_buildah, run_pybuild) if n % 2 == 0 else (run_pybuild, run_buildah)
+        for run in order:
+            run()
+    assert bah_root is not None
+    return bah_root, median(bah), {c: (median(mine[c]), roots[c]) for c in compressions}
 
 
 def rebuilds(b: Builders, ctx: Path, extra: list[str]) -> list[tuple[str, Timing, Timing]]:

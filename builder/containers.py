@@ -298,7 +298,7 @@ def create_container(
 def _prepare_root(store: Store, container: Container, directory: Path) -> None:
     """Lay out the container's files: the layer cache (overlay) or a plain copy (vfs)."""
     if container.driver == "overlay":
-        from builder.rootfs.workspace import cache_layer
+        from builder.rootfs.layercache import cache_layer
 
         for layer in container.layers:
             cache_layer(store, *layer)
@@ -330,14 +330,14 @@ def _container_lock(store: Store, container: Container) -> Iterator[None]:
 
 
 def _lowers(store: Store, container: Container) -> list[Path]:
-    from builder.rootfs.workspace import layer_cache_dir
+    from builder.rootfs.layercache import layer_cache_dir
 
     return [layer_cache_dir(store.root, diff_id) for _, diff_id, _ in reversed(container.layers)]
 
 
 def _mount_overlay(store: Store, container: Container) -> Path:
     from builder.rootfs import syscalls
-    from builder.rootfs.workspace import cache_layer
+    from builder.rootfs.layercache import cache_layer
 
     directory = _directory(store, container)
     merged = directory / "merged"

@@ -568,11 +568,13 @@ class Store:
 
                 needed |= {diff_id.partition(":")[2] for c in list_containers(self)
                            for _, diff_id, _ in c.layers}
+            from builder.rootfs.layercache import forget
+
             for name in _listdir(self.root / "layers"):
                 if name not in needed and not name.startswith("."):
                     pruned.layers += 1
                     pruned.layer_bytes += _disk_usage(self.root / "layers" / name)
-                    _remove(self.root / "layers" / name)
+                    forget(self.root / "layers" / name)
             return pruned
 
     def container_blobs(self) -> set[str]:

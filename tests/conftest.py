@@ -93,9 +93,10 @@ def build_busybox_store(parent: Path) -> Path:
 
 def copy_store(source: Path, pybuild: Pybuild, *skip: str) -> Pybuild:
     """Copy the store at ``source`` into ``pybuild``'s root (not its locks, temporary
-    files and workspaces, nor the names in ``skip``)."""
-    shutil.copytree(source, pybuild.root, symlinks=True,
-                    ignore=shutil.ignore_patterns("workspaces", "tmp", "lock", "gc.lock", *skip))
+    files, workspaces and extracted layers, which a copy could not trust, nor the names
+    in ``skip``)."""
+    shutil.copytree(source, pybuild.root, symlinks=True, ignore=shutil.ignore_patterns(
+        "workspaces", "tmp", "lock", "gc.lock", "layers", *skip))
     return pybuild
 
 

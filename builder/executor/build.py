@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -334,7 +333,7 @@ class BuildState:
         """After a failure: drop the cache entries this build recorded, the blobs nothing
         references then (through gc, which leaves other processes' in-flight blobs alone)
         and the layer directories this build made."""
-        from builder.rootfs.workspace import layer_cache_dir
+        from builder.rootfs.layercache import forget, layer_cache_dir
 
         if self.cache is not None:  # a failed build leaves the store as it found it
             for key in self.recorded:
@@ -342,7 +341,7 @@ class BuildState:
         self.store.gc()
         for diff_id in self.new_layer_dirs:
             if diff_id.split(":", 1)[-1] not in layers_before:
-                shutil.rmtree(layer_cache_dir(self.store.root, diff_id), ignore_errors=True)
+                forget(layer_cache_dir(self.store.root, diff_id))
 
 
 def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildPlan]:

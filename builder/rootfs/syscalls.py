@@ -12,7 +12,7 @@ import os
 __all__ = [
     "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
     "MS_REC", "MS_REMOUNT",
-    "mount", "umount", "pivot_root", "unshare", "sethostname", "prctl", "capset",
+    "mount", "umount", "pivot_root", "unshare", "sethostname", "prctl", "capset", "syncfs",
 ]
 
 MS_RDONLY = 0x1
@@ -57,6 +57,15 @@ def mount(
 def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
     """umount2(2)."""
     _check(_libc.umount2(_b(target), flags), f"umount {target}")
+
+
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """syncfs(2) on the file system holding ``path``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.syncfs(fd), f"syncfs {path}")
+    finally:
+        os.close(fd)
 
 
 def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]) -> None:

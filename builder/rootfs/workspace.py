@@ -22,18 +22,21 @@ not itself on overlay); otherwise vfs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from builder.errors import LayerError, StoreError
+from builder.errors import StoreError
 from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
+from builder.rootfs.layercache import cache_layer, install, layer_cache_dir, promote
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
@@ -43,23 +46,18 @@ __all__ = ["Workspace", "detect_driver", "layer_cache_dir"]
 _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
 
 
-class _Blobs(Protocol):
-    def open_blob(self, digest: str) -> BinaryIO: ...
-
-
 class _Store(Protocol):
     @property
     def root(self) -> Path: ...
     @property
     def layout(self) -> Any: ...
-
-
-def layer_cache_dir(store_root: Path, diff_id: str) -> Path:
-    """Where the overlay form of the layer with ``diff_id`` is kept."""
-    return Path(store_root) / "layers" / diff_id.split(":", 1)[-1]
+    def lock(self) -> AbstractContextManager[None]: ...
 
 
 _probe_results: dict[str, str] = {}
+# Upper directories are mounted ``volatile`` (no sync of the whole file system at
+# unmount; see builder.rootfs.layercache for how their entries stay crash-safe).
+_volatile_works = [True]
 
 
 def detect_driver(store_root: Path) -> str:
@@ -145,6 +143,7 @@ class Workspace:
         workspace = cls(store, driver, base)
         try:
             if driver == "overlay":
+                promote(store)
                 workspace.lowers = [cache_layer(store, *layer) for layer in reversed(layers)]
                 workspace._mount()
             else:
@@ -177,7 +176,15 @@ class Workspace:
             os.chdir(Path(self.store.root) / "layers")
             data = _overlay_options([Path(p.name) for p in lowers], upper, work)
         try:
-            syscalls.mount("overlay", self.root, "overlay", 0, data)
+            if _volatile_works[0]:
+                try:
+                    syscalls.mount("overlay", self.root, "overlay", 0, data + ",volatile")
+                except OSError as exc:  # before Linux 5.10
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    _volatile_works[0] = False
+            if not _volatile_works[0]:
+                syscalls.mount("overlay", self.root, "overlay", 0, data)
         except OSError as exc:
             raise StoreError(f"mounting overlay for {self.root}: {exc.strerror}") from exc
         finally:
@@ -191,14 +198,17 @@ class Workspace:
         return empty
 
     def _unmount(self) -> None:
+        """Unmount; a mount still in use is detached, and StoreError says so."""
         from builder.rootfs import syscalls
 
         if self._mounted:
+            self._mounted = False
             try:
                 syscalls.umount(self.root)
-            except OSError:
+            except OSError as exc:
                 syscalls.umount(self.root, syscalls.MNT_DETACH)
-            self._mounted = False
+                raise StoreError(f"unmounting {self.root}: {exc.strerror}; a process may still "
+                                 "be writing to it") from exc
 
     # the public API
 
@@ -215,16 +225,10 @@ class Workspace:
         if self.driver == "vfs":
             self._snapshot = _snapshot(self.root)
             return
-        self._unmount()
-        upper = self.base / "upper"
-        target = layer_cache_dir(Path(self.store.root), diff_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(upper, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise StoreError(f"committing layer {diff_id}: {exc.strerror}") from exc
-            shutil.rmtree(upper)
+        self._unmount()  # a still-busy upper directory never becomes a layer
+        target = install(self.store, self.base / "upper",
+                         layer_cache_dir(Path(self.store.root), diff_id),
+                         synced=not _volatile_works[0])
         shutil.rmtree(self.base / "work", ignore_errors=True)
         self.lowers.insert(0, target)
         self._mount()
@@ -234,7 +238,8 @@ class Workspace:
         if self._closed:
             return
         self._closed = True
-        self._unmount()
+        with contextlib.suppress(StoreError):  # detached: what is left goes with the directory
+            self._unmount()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> Workspace:
@@ -242,27 +247,6 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def cache_layer(store: _Store, digest: str, diff_id: str, media_type: str) -> Path:
-    """Extract a layer into the shared cache once; concurrent callers are safe."""
-    target = layer_cache_dir(Path(store.root), diff_id)
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        with store.layout.open_blob(digest) as blob:
-            extract_layer(blob, media_type, tmp, layer_digest=digest, diff_id=diff_id)
-        try:
-            os.rename(tmp, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise LayerError(f"caching layer {digest}: {exc.strerror}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _entry(path: str, source: Path | None) -> LayerEntry:

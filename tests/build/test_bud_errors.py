@@ -31,12 +31,16 @@ def _seed(runner: Pybuild, tmp_path: Path) -> None:
 
 
 def store_hash(root: Path) -> str:
-    """A digest of everything that names or holds image data in a store."""
+    """A digest of everything that names or holds image data in a store (not the
+    layer cache's trust markers, which any use of the store may promote)."""
     h = hashlib.sha256()
+    markers = root / "layers" / ".trust"
     for part in ("index.json", "blobs", "layers"):
         base = root / part
         paths = sorted(base.rglob("*")) if base.is_dir() else [base] if base.exists() else []
         for path in paths:
+            if path == markers or markers in path.parents:
+                continue
             h.update(str(path.relative_to(root)).encode())
             if path.is_file() and not path.is_symlink():
                 h.update(path.read_bytes())

@@ -90,6 +90,7 @@ def test_terminated_build_writes_no_tag(tmp_path: Path, with_busybox: Pybuild) -
 
     (tmp_path / "Containerfile").write_text(
         "FROM localhost/busybox\nRUN echo data > /f\nRUN echo started && sleep 30\n")
+    with_busybox("from", "localhost/busybox")  # the base layer is extracted before `before`
     before = store_hash(with_busybox.root)
     proc = subprocess.Popen([sys.executable, "-m", "builder", "bud", "-t", "cut", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

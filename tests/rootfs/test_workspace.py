@@ -6,14 +6,14 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from builder.image.layer import write_layer
-from builder.image.layout import Layout
 from builder.rootfs.extract import extract_layer
-from builder.rootfs.workspace import Workspace, detect_driver, layer_cache_dir
+from builder.rootfs.layercache import layer_cache_dir
+from builder.rootfs.workspace import Workspace, detect_driver
+from builder.store import Store
 
 from .tarbuild import E, diff_id, gz, make_tar
 
@@ -33,19 +33,18 @@ BASE = [
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SimpleNamespace:
-    root = tmp_path / "store"
-    return SimpleNamespace(root=root, layout=Layout(root / "blobs"))
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
 
 
-def put_layer(store: SimpleNamespace, entries: list[E]) -> tuple[str, str, str]:
+def put_layer(store: Store, entries: list[E]) -> tuple[str, str, str]:
     raw = make_tar(entries)
     digest, _ = store.layout.put_blob(gz(raw))
     return digest, diff_id(raw), TGZ
 
 
 @pytest.fixture(params=DRIVERS)
-def driver(request: pytest.FixtureRequest, store: SimpleNamespace) -> str:
+def driver(request: pytest.FixtureRequest, store: Store) -> str:
     if request.param == "overlay" and detect_driver(store.root) != "overlay":
         pytest.skip("overlay cannot be mounted here")
     return str(request.param)

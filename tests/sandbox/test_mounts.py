@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from builder.errors import UsageError
 from builder.executor.mounts import RunMount, parse_run_mount, resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
-from builder.image.layout import Layout
 from builder.rootfs.workspace import Workspace, detect_driver
+from builder.store import Store
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -47,7 +46,7 @@ def test_parse_errors(raw, message) -> None:
 
 @pytest.fixture(params=["overlay", "vfs"])
 def workspace(request, tmp_path, busybox_root):
-    store = SimpleNamespace(root=tmp_path / "store", layout=Layout(tmp_path / "store/blobs"))
+    store = Store(tmp_path / "store")
     if request.param == "overlay" and detect_driver(store.root) != "overlay":
         pytest.skip("overlay cannot be mounted here")
     ws = Workspace.create(store, [], driver=request.param)
