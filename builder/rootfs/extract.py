@@ -13,7 +13,9 @@ Whiteouts are either kept in overlay form (``whiteouts="overlay"``: a
 ``.wh.NAME`` becomes a 0:0 character device, ``.wh..wh..opq`` the
 ``trusted.overlay.opaque=y`` xattr, so the directory can be an overlay
 lowerdir) or applied (``whiteouts="apply"``: the named paths are deleted from
-``dest``, which holds the layers below, for the vfs driver).
+``dest``, which holds the layers below, for the vfs driver; an opaque marker
+deletes everything below its directory that this layer did not put there,
+wherever the marker comes in the tar).
 
 Duplicate entries: a directory may appear more than once (its metadata is
 updated); any other name appearing twice is refused, as is a file replacing
@@ -593,10 +595,7 @@ class _Extractor:
             if self.whiteouts == "overlay":
                 os.setxattr(parent_path, OPAQUE_XATTR, b"y", follow_symlinks=False)
             else:
-                for child in os.listdir(parent_path):
-                    child_rel = f"{parent}/{child}" if parent else child
-                    if child_rel not in self.seen:
-                        self.clear(child_rel)
+                self.clear_lower(parent)
             return
         name = base[len(WHITEOUT_PREFIX):]
         if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
@@ -608,6 +607,24 @@ class _Extractor:
             self.create(target_rel, lambda path: os.mknod(path, stat.S_IFCHR, os.makedev(0, 0)))
         else:
             self.clear(target_rel)
+
+    def clear_lower(self, parent: str) -> None:
+        """Remove everything below ``parent`` this layer did not put there: its entries
+        and the directories they are in stay, whatever came from lower layers goes."""
+        own: set[str] = set()
+        for rel in self.seen:
+            while rel and rel not in own:
+                own.add(rel)
+                rel = rel.rpartition("/")[0]
+        pending = [parent]
+        while pending:
+            directory = pending.pop()
+            for child in os.listdir(self.path(directory)):
+                child_rel = f"{directory}/{child}" if directory else child
+                if child_rel not in own:
+                    self.clear(child_rel)
+                elif stat.S_ISDIR(os.lstat(self.path(child_rel)).st_mode):
+                    pending.append(child_rel)
 
     def metadata(self, target: str | int, entry: _Entry) -> None:
         """Owner, xattrs, mode and mtime of ``target``: an open fd, or a path never followed."""

@@ -37,13 +37,15 @@ from builder.image.layout import TEMP_PREFIX
 from builder.rootfs import syscalls
 from builder.rootfs.extract import extract_layer
 
-__all__ = ["cache_layer", "forget", "install", "layer_cache_dir", "promote", "trusted"]
+__all__ = ["StoreLike", "cache_layer", "forget", "install", "layer_cache_dir", "promote", "trusted"]
 
 PROMOTE_AFTER = 60.0  # seconds: by then the kernel has written an entry back on its own
 _SYNCED = "synced"
 
 
-class _Store(Protocol):
+class StoreLike(Protocol):
+    """What the layer cache and workspaces need of a store."""
+
     @property
     def root(self) -> Path: ...
     @property
@@ -116,10 +118,13 @@ def forget(entry: Path) -> None:
     for kind in (_SYNCED, "pending"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_markers(layers, kind) / name)
-    shutil.rmtree(entry, ignore_errors=True)
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink()
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
-def install(store: _Store, made: Path, entry: Path, *, synced: bool) -> Path:
+def install(store: StoreLike, made: Path, entry: Path, *, synced: bool) -> Path:
     """Move the complete directory ``made`` into the cache as ``entry`` and mark it
     (``synced``: its data is known to be on disk). An entry another process
     installed first wins and ``made`` is removed; an untrusted one is evicted."""
@@ -149,7 +154,7 @@ def install(store: _Store, made: Path, entry: Path, *, synced: bool) -> Path:
     return entry
 
 
-def promote(store: _Store, *, older_than: float = PROMOTE_AFTER) -> int:
+def promote(store: StoreLike, *, older_than: float = PROMOTE_AFTER) -> int:
     """Sync once and mark synced every entry pending for ``older_than`` seconds;
     drop markers of earlier boots. Returns how many were promoted."""
     pending = _markers(Path(store.root) / "layers", "pending")
@@ -193,7 +198,7 @@ def _staging(layers: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cache_layer(store: _Store, digest: str, diff_id: str, media_type: str) -> Path:
+def cache_layer(store: StoreLike, digest: str, diff_id: str, media_type: str) -> Path:
     """The cache entry of a layer, extracted from its blob unless a trusted one exists;
     concurrent callers are safe."""
     target = layer_cache_dir(Path(store.root), diff_id)

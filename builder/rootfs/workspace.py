@@ -23,20 +23,20 @@ not itself on overlay); otherwise vfs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
+import re
 import shutil
 import stat
+import threading
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from builder.errors import StoreError
 from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
-from builder.rootfs.layercache import cache_layer, install, layer_cache_dir, promote
+from builder.rootfs.layercache import StoreLike, cache_layer, install, layer_cache_dir, promote
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
@@ -44,20 +44,14 @@ if TYPE_CHECKING:
 __all__ = ["Workspace", "detect_driver", "layer_cache_dir"]
 
 _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
-
-
-class _Store(Protocol):
-    @property
-    def root(self) -> Path: ...
-    @property
-    def layout(self) -> Any: ...
-    def lock(self) -> AbstractContextManager[None]: ...
+_CLONE_FS = 0x00000200
 
 
 _probe_results: dict[str, str] = {}
-# Upper directories are mounted ``volatile`` (no sync of the whole file system at
-# unmount; see builder.rootfs.layercache for how their entries stay crash-safe).
-_volatile_works = [True]
+# Upper directories are mounted ``volatile`` where the kernel has it (Linux 5.10): no
+# sync of the whole file system at unmount; builder.rootfs.layercache keeps their
+# entries crash-safe.
+VOLATILE = tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2]) >= (5, 10)
 
 
 def detect_driver(store_root: Path) -> str:
@@ -97,6 +91,35 @@ def _overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
             "redirect_dir=off,metacopy=off,index=off")
 
 
+def _mount_overlay(target: Path, data: str, cwd: Path | None) -> None:
+    """Mount an overlay, ``volatile`` where the kernel has it. Relative lowerdirs are
+    resolved from ``cwd`` by a thread of its own with a private working directory
+    (``unshare(CLONE_FS)``), so the process's never changes under other threads."""
+    from builder.rootfs import syscalls
+
+    def mount() -> None:
+        syscalls.mount("overlay", target, "overlay", 0, data + (",volatile" if VOLATILE else ""))
+
+    if cwd is None:
+        mount()
+        return
+    failed: list[OSError] = []
+
+    def mount_from_cwd() -> None:
+        try:
+            syscalls.unshare(_CLONE_FS)
+            os.chdir(cwd)
+            mount()
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=mount_from_cwd, name="overlay-mount")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
 @dataclass(frozen=True)
 class _Meta:
     """What the vfs driver compares."""
@@ -115,7 +138,7 @@ class _Meta:
 class Workspace:
     """One stage's root filesystem being built (see the module docstring)."""
 
-    def __init__(self, store: _Store, driver: str, base: Path) -> None:
+    def __init__(self, store: StoreLike, driver: str, base: Path) -> None:
         self.store = store
         self.driver = driver
         self.base = base
@@ -128,7 +151,7 @@ class Workspace:
     @classmethod
     def create(
         cls,
-        store: _Store,
+        store: StoreLike,
         layers: Sequence[tuple[str, str, str]],
         *,
         driver: str | None = None,
@@ -161,7 +184,6 @@ class Workspace:
     # overlay plumbing
 
     def _mount(self) -> None:
-        from builder.rootfs import syscalls
 
         upper, work = self.base / "upper", self.base / "work"
         for path in (upper, work, self.root):
@@ -172,24 +194,12 @@ class Workspace:
         data = _overlay_options(lowers, upper, work)
         cwd = None
         if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd
-            cwd = os.getcwd()
-            os.chdir(Path(self.store.root) / "layers")
+            cwd = Path(self.store.root) / "layers"
             data = _overlay_options([Path(p.name) for p in lowers], upper, work)
         try:
-            if _volatile_works[0]:
-                try:
-                    syscalls.mount("overlay", self.root, "overlay", 0, data + ",volatile")
-                except OSError as exc:  # before Linux 5.10
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    _volatile_works[0] = False
-            if not _volatile_works[0]:
-                syscalls.mount("overlay", self.root, "overlay", 0, data)
+            _mount_overlay(self.root, data, cwd)
         except OSError as exc:
             raise StoreError(f"mounting overlay for {self.root}: {exc.strerror}") from exc
-        finally:
-            if cwd is not None:
-                os.chdir(cwd)
         self._mounted = True
 
     def _empty_lower(self) -> Path:
@@ -228,7 +238,7 @@ class Workspace:
         self._unmount()  # a still-busy upper directory never becomes a layer
         target = install(self.store, self.base / "upper",
                          layer_cache_dir(Path(self.store.root), diff_id),
-                         synced=not _volatile_works[0])
+                         synced=not VOLATILE)
         shutil.rmtree(self.base / "work", ignore_errors=True)
         self.lowers.insert(0, target)
         self._mount()

@@ -190,6 +190,19 @@ def test_applied_whiteouts(box) -> None:
     assert (dest / "c").exists()  # a whiteout never hides its own layer
 
 
+def test_an_applied_opaque_marker_keeps_what_its_own_layer_put_below(box) -> None:
+    """The marker may come after the layer's entries in a subdirectory that has no entry
+    of its own (made as a parent); those are the layer's and stay."""
+    dest, _ = box
+    extract(dest, make_tar([E("b", "dir", mode=0o755), E("b/old"), E("b/sub", "dir"),
+                            E("b/sub/old")]))
+    extract(dest, make_tar([E("b/sub/new"), E("b/deeper/new/file"), E("b/.wh..wh..opq")]),
+            whiteouts="apply")
+    assert sorted(os.listdir(dest / "b")) == ["deeper", "sub"]
+    assert sorted(os.listdir(dest / "b/sub")) == ["new"]
+    assert (dest / "b/deeper/new/file").exists()
+
+
 def test_later_layer_replaces_types(box) -> None:
     dest, _ = box
     extract(dest, make_tar([E("x", "dir"), E("x/inner"), E("y", data=b"file")]))

@@ -129,7 +129,7 @@ def test_a_committed_upper_directory_is_volatile_and_pending(overlay) -> None:
 
 
 def test_without_volatile_a_commit_is_synced_at_once(overlay, monkeypatch) -> None:
-    monkeypatch.setattr(workspace, "_volatile_works", [False])
+    monkeypatch.setattr(workspace, "VOLATILE", False)
     with Workspace.create(overlay, []) as ws:
         assert not _volatile(ws.root)
         (ws.root / "new").write_text("x")

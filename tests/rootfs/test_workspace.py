@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,31 @@ def test_close_is_idempotent(store, driver) -> None:
     ws.close()
     ws.close()
     assert not ws.base.exists()
+
+
+def test_a_deep_stack_mounts_without_moving_the_working_directory(tmp_path: Path) -> None:
+    """20 lowers under a long store path do not fit mount(2)'s page as absolute paths;
+    they are given relative to the layer cache by a thread of its own, never by
+    changing the process's cwd."""
+    store = Store(tmp_path / ("long-store-path-" * 8))
+    if detect_driver(store.root) != "overlay":
+        pytest.skip("overlay cannot be mounted here")
+    cwd, seen, done = os.getcwd(), set(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.add(os.getcwd())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with Workspace.create(store, [], driver="overlay") as ws:
+            for i in range(20):
+                (ws.root / f"layer{i}").write_text(str(i))
+                ws.commit(f"sha256:{i:064x}")
+            assert len(",".join(map(str, ws.lowers))) > 4096
+            assert sorted(p.name for p in ws.root.iterdir()) == sorted(f"layer{i}" for i in range(20))
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == {cwd}
