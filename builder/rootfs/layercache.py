@@ -154,8 +154,8 @@ def install(store: StoreLike, made: Path, entry: Path, *, synced: bool) -> Path:
     return entry
 
 
-def promote(store: StoreLike, *, older_than: float = PROMOTE_AFTER) -> int:
-    """Sync once and mark synced every entry pending for ``older_than`` seconds;
+def promote(store: StoreLike) -> int:
+    """Sync once and mark synced every entry pending for ``PROMOTE_AFTER`` seconds;
     drop markers of earlier boots. Returns how many were promoted."""
     pending = _markers(Path(store.root) / "layers", "pending")
     try:
@@ -166,25 +166,30 @@ def promote(store: StoreLike, *, older_than: float = PROMOTE_AFTER) -> int:
     due = []
     for name in names:
         with contextlib.suppress(FileNotFoundError):
-            if name.startswith(TEMP_PREFIX) or now - os.lstat(pending / name).st_mtime < older_than:
+            if name.startswith(TEMP_PREFIX) or now - os.lstat(pending / name).st_mtime < PROMOTE_AFTER:
                 continue
             due.append(name)
     if not due:
         return 0
+    started = time.time()
     syscalls.syncfs(pending)  # what was written before now, the due entries included, is on disk
     promoted = 0
     with store.lock():
         for name in due:
-            text = _read(pending / name)
-            if text is None:
+            marker = pending / name
+            try:  # replaced since it was listed, perhaps after the sync began (a second
+                # of margin for the coarse clock that file times come from)
+                if os.lstat(marker).st_mtime > started - 1.0:
+                    continue
+            except FileNotFoundError:
                 continue
-            marked_boot, _, identity = text.partition(" ")
+            marked_boot, _, identity = marker.read_text(encoding="ascii").partition(" ")
             entry = pending.parent.parent / name
             with contextlib.suppress(FileNotFoundError):
                 if marked_boot == boot and _identity(entry) == identity:
                     _write(_markers(entry.parent, _SYNCED) / name, identity)
                     promoted += 1
-            os.unlink(pending / name)
+            os.unlink(marker)
     return promoted
 
 
