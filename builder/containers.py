@@ -64,7 +64,6 @@ __all__ = [
 SCRATCH = "scratch"
 _STATE = "state.json"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_MOUNT_DATA_MAX = 4000
 
 
 class ContainerNotFound(StoreError):
@@ -336,8 +335,8 @@ def _lowers(store: Store, container: Container) -> list[Path]:
 
 
 def _mount_overlay(store: Store, container: Container) -> Path:
-    from builder.rootfs import syscalls
     from builder.rootfs.layercache import cache_layer
+    from builder.rootfs.workspace import mount_overlay
 
     directory = _directory(store, container)
     merged = directory / "merged"
@@ -350,24 +349,11 @@ def _mount_overlay(store: Store, container: Container) -> Path:
         (directory / "empty").mkdir(exist_ok=True)
         lowers = [directory / "empty"]
     (directory / "work").mkdir(exist_ok=True)
-
-    def options(paths: Sequence[Path | str]) -> str:
-        return (f"lowerdir={':'.join(map(str, paths))},upperdir={directory / 'upper'},"
-                f"workdir={directory / 'work'},redirect_dir=off,metacopy=off,index=off")
-
-    data = options(lowers)
-    cwd = None
-    if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd
-        cwd = os.getcwd()
-        os.chdir(store.root / "layers")
-        data = options([p.name for p in lowers])
-    try:
-        syscalls.mount("overlay", merged, "overlay", 0, data)
+    try:  # not volatile: the upper directory is the container's, across commands
+        mount_overlay(merged, lowers, directory / "upper", directory / "work",
+                      layers=store.root / "layers", volatile=False)
     except OSError as exc:
         raise StoreError(f"mounting container {container.name}: {exc.strerror}") from exc
-    finally:
-        if cwd is not None:
-            os.chdir(cwd)
     return merged
 
 

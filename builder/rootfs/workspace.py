@@ -23,6 +23,7 @@ not itself on overlay); otherwise vfs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -41,9 +42,10 @@ from builder.rootfs.layercache import StoreLike, cache_layer, install, layer_cac
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
 
-__all__ = ["Workspace", "detect_driver", "layer_cache_dir"]
+__all__ = ["LINKS", "VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
 
 _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
+LINKS = ".links"  # in layers/: short names for deep stacks (prune drops dangling ones)
 _CLONE_FS = 0x00000200
 
 
@@ -91,29 +93,58 @@ def _overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
             "redirect_dir=off,metacopy=off,index=off")
 
 
-def _mount_overlay(target: Path, data: str, cwd: Path | None) -> None:
-    """Mount an overlay, ``volatile`` where the kernel has it. Relative lowerdirs are
-    resolved from ``cwd`` by a thread of its own with a private working directory
-    (``unshare(CLONE_FS)``), so the process's never changes under other threads."""
+def _short_names(links: Path, lowers: Sequence[Path]) -> list[Path]:
+    """Names relative to ``links`` for ``lowers`` (layer cache entries): symlinks named
+    by the first 12 hex digits of the diff_id, or all 64 where two layers share those."""
+    links.mkdir(exist_ok=True)
+    names = []
+    for lower in lowers:
+        target = f"../{lower.name}"
+        for short in (lower.name[:12], lower.name):
+            try:
+                os.symlink(target, links / short)
+            except FileExistsError:
+                if os.readlink(links / short) != target:
+                    continue
+            names.append(Path(short))
+            break
+    return names
+
+
+def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, *,
+                  layers: Path, volatile: bool) -> None:
+    """Mount an overlay of ``lowers`` (top first) at ``target``. When absolute paths do
+    not fit mount(2)'s page, the lowers (entries of the layer cache ``layers``) go by
+    short links in ``layers/.links`` and every path is relative to it, resolved by a
+    thread of its own with a private working directory (``unshare(CLONE_FS)``) so the
+    process's never changes under other threads. Raises OSError."""
     from builder.rootfs import syscalls
 
-    def mount() -> None:
-        syscalls.mount("overlay", target, "overlay", 0, data + (",volatile" if VOLATILE else ""))
-
+    data = _overlay_options(lowers, upper, work)
+    cwd = None
+    if len(data) > _MOUNT_DATA_MAX:
+        cwd = layers / LINKS
+        data = _overlay_options(_short_names(cwd, lowers), Path(os.path.relpath(upper, cwd)),
+                                Path(os.path.relpath(work, cwd)))
+        if len(data) > _MOUNT_DATA_MAX:
+            raise OSError(errno.E2BIG, f"{len(lowers)} layers are more than one overlay mount "
+                                       "can stack here")
+    if volatile:
+        data += ",volatile"
     if cwd is None:
-        mount()
+        syscalls.mount("overlay", target, "overlay", 0, data)
         return
     failed: list[OSError] = []
 
-    def mount_from_cwd() -> None:
+    def mount_from(directory: Path) -> None:
         try:
             syscalls.unshare(_CLONE_FS)
-            os.chdir(cwd)
-            mount()
+            os.chdir(directory)
+            syscalls.mount("overlay", target, "overlay", 0, data)
         except OSError as exc:
             failed.append(exc)
 
-    thread = threading.Thread(target=mount_from_cwd, name="overlay-mount")
+    thread = threading.Thread(target=mount_from, args=(cwd,), name="overlay-mount")
     thread.start()
     thread.join()
     if failed:
@@ -184,20 +215,15 @@ class Workspace:
     # overlay plumbing
 
     def _mount(self) -> None:
-
         upper, work = self.base / "upper", self.base / "work"
         for path in (upper, work, self.root):
             path.mkdir(exist_ok=True)
         # A layer may sit in the stack twice (the same COPY in two steps); overlay
         # refuses a repeated lowerdir, and the upper copy makes the lower one moot.
         lowers = list(dict.fromkeys(self.lowers)) or [self._empty_lower()]
-        data = _overlay_options(lowers, upper, work)
-        cwd = None
-        if len(data) > _MOUNT_DATA_MAX:  # relative lowerdirs are resolved from the cwd
-            cwd = Path(self.store.root) / "layers"
-            data = _overlay_options([Path(p.name) for p in lowers], upper, work)
         try:
-            _mount_overlay(self.root, data, cwd)
+            mount_overlay(self.root, lowers, upper, work, layers=Path(self.store.root) / "layers",
+                          volatile=VOLATILE)
         except OSError as exc:
             raise StoreError(f"mounting overlay for {self.root}: {exc.strerror}") from exc
         self._mounted = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -171,12 +172,14 @@ def test_close_is_idempotent(store, driver) -> None:
 
 
 def test_a_deep_stack_mounts_without_moving_the_working_directory(tmp_path: Path) -> None:
-    """20 lowers under a long store path do not fit mount(2)'s page as absolute paths;
-    they are given relative to the layer cache by a thread of its own, never by
-    changing the process's cwd."""
+    """120 lowers do not fit mount(2)'s page as absolute paths, nor as names relative to
+    the layer cache; they are mounted by short links, from a thread of its own, never
+    by changing the process's cwd. A prune leaves no dangling link."""
     store = Store(tmp_path / ("long-store-path-" * 8))
     if detect_driver(store.root) != "overlay":
         pytest.skip("overlay cannot be mounted here")
+    diff_ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(120)]
+    diff_ids[1] = diff_ids[0][:12] + diff_ids[1][12:]  # two short names alike
     cwd, seen, done = os.getcwd(), set(), threading.Event()
 
     def watch() -> None:
@@ -187,12 +190,18 @@ def test_a_deep_stack_mounts_without_moving_the_working_directory(tmp_path: Path
     watcher.start()
     try:
         with Workspace.create(store, [], driver="overlay") as ws:
-            for i in range(20):
+            for i, hex_id in enumerate(diff_ids):
                 (ws.root / f"layer{i}").write_text(str(i))
-                ws.commit(f"sha256:{i:064x}")
-            assert len(",".join(map(str, ws.lowers))) > 4096
-            assert sorted(p.name for p in ws.root.iterdir()) == sorted(f"layer{i}" for i in range(20))
+                ws.commit(f"sha256:{hex_id}")
+            assert len(":".join(p.name for p in ws.lowers)) > 4096
+            assert sorted(p.name for p in ws.root.iterdir()) == sorted(
+                f"layer{i}" for i in range(120))
+            assert (ws.root / "layer0").read_text() == "0"
     finally:
         done.set()
         watcher.join()
     assert seen == {cwd}
+    links = store.root / "layers" / ".links"
+    assert sorted(map(len, os.listdir(links))) == [12] * 119 + [64]  # one shared its 12
+    assert store.prune(all_layers=True).layers == 120
+    assert os.listdir(links) == []
