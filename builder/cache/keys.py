@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from builder import replay
@@ -88,11 +88,81 @@ def _digest(lines: list[str | _Item]) -> str:
         with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash") as pool:
             done = dict(zip(map(id, files), pool.map(lambda item: _entry(*item), files),
                             strict=True))
-    h = hashlib.sha256()
-    for item in lines:
-        text = item if isinstance(item, str) else done.get(id(item)) or _entry(*item)
-        h.update(text.encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest()
+    small = [x[1] for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)
+             and x[2].st_size < _PARALLEL_FILE and (x[3] is None or not x[3].known(x[0], x[2]))]
+    stop = _prefetch(small) if _cold(small) else None
+    try:
+        h = hashlib.sha256()
+        for item in lines:
+            text = item if isinstance(item, str) else done.get(id(item)) or _entry(*item)
+            h.update(text.encode("utf-8", "surrogateescape") + b"\n")
+        return h.hexdigest()
+    finally:
+        if stop is not None:
+            stop()
+
+
+_PROBE = 32  # small files sampled for a cold page cache
+_PREFETCH_THREADS = 4  # more threads contend for the GIL (4 beat 2 and 8 on 50,000 files)
+
+
+def _cold(paths: list[str]) -> bool:
+    """Whether many of ``paths`` are not in the page cache (a sample, read with
+    RWF_NOWAIT, which fails rather than wait for the disk)."""
+    if len(paths) < 8 * _PROBE or not hasattr(os, "RWF_NOWAIT"):
+        return False
+    missing = 0
+    buffer = bytearray(1)
+    for path in paths[:: len(paths) // _PROBE][:_PROBE]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            os.preadv(fd, [buffer], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            missing += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return missing * 4 >= _PROBE
+
+
+def _prefetch(paths: list[str]) -> Callable[[], None]:
+    """Ask the kernel to read ``paths`` into the page cache from a few threads, ahead
+    of the hashing that reads them one by one: with a cold cache the disk then has
+    many reads to do at once instead of one. Returns what stops them."""
+    import threading
+
+    stop = threading.Event()
+
+    def warm(share: list[str]) -> None:
+        for path in share:
+            if stop.is_set():
+                return
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    threads = [threading.Thread(target=warm, args=(paths[i::_PREFETCH_THREADS],), daemon=True,
+                                name="prefetch") for i in range(_PREFETCH_THREADS)]
+    for thread in threads:
+        thread.start()
+
+    def finish() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    return finish
 
 
 def _walk(lines: list[str | _Item], directory: str, rel: str, visible: Any,

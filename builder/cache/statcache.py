@@ -28,6 +28,10 @@ def digest_file(path: str) -> str:
     return h.hexdigest()
 
 
+def _stamp(st: os.stat_result) -> list[int | str]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 class StatCache:
     """sha256 of the regular files under one context directory, cached by stat."""
 
@@ -48,10 +52,15 @@ class StatCache:
                 self._entries = {}
         return self._entries
 
+    def known(self, rel: str, st: os.stat_result) -> bool:
+        """Whether ``digest`` would answer without reading the file."""
+        with self._lock:
+            entry = self._load().get(rel)
+        return entry is not None and entry[:5] == _stamp(st)
+
     def digest(self, rel: str, path: str, st: os.stat_result) -> str:
         """The sha256 (hex) of the regular file ``path`` known as ``rel``."""
-        stamp: list[int | str] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-                                  st.st_ctime_ns]
+        stamp = _stamp(st)
         with self._lock:
             known = self._load().get(rel)
         if known is not None and known[:5] == stamp:
