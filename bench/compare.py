@@ -99,7 +99,8 @@ class Builders:
             "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)])
 
     def pybuild(self, root: Path, ctx: Path, args: list[str]) -> Timing:
-        return self.timed(f"pybuild {' '.join(args[-2:])}", [
+        label = args[args.index("--compression") + 1] if "--compression" in args else "default"
+        return self.timed(f"pybuild {label}", [
             sys.executable, "-m", "builder", "--root", str(root / "store"),
             "bud", "-t", "bench", *args, str(ctx)], env=PYBUILD_ENV)
 
@@ -201,28 +202,15 @@ def cold_builds(
 ) -> tuple[Path, Timing, dict[str, tuple[Timing, Path]]]:
     """``rounds`` cold builds per builder, alternating which goes first; the medians,
     with the first round's stores (Buildah's, and pybuild's per compression)."""
-    bah: list[Timing] = []
-    mine: dict[str, list[Timing]] = {comp: [] for comp in compressions}
-    roots: dict[str, Path] = {}
-    bah_root: Path | None = None
+    runs: dict[str | None, list[Timing]] = {None: [], **{comp: [] for comp in compressions}}
+    roots: dict[str | None, Path] = {}
     for n in range(rounds):
-        def run_buildah() -> None:
-            nonlocal bah_root
-            root = b.fresh(f"buildah-{case}")
-            bah_root = bah_root or root
-            bah.append(b.buildah(root, ctx, extra))
-
-        def run_pybuild() -> None:
-            for comp in compressions:
-                root = b.fresh(f"pybuild-{case}-{comp}")
-                roots.setdefault(comp, root)
-                mine[comp].append(b.pybuild(root, ctx, [*extra, "--compression", comp]))
-
-        order = (run_buildah, run_pybuild) if n % 2 == 0 else (run_pybuild, run_buildah)
-        for run in order:
-            run()
-    assert bah_root is not None
-    return bah_root, median(bah), {c: (median(mine[c]), roots[c]) for c in compressions}
+        for comp in list(runs) if n % 2 == 0 else list(runs)[::-1]:  # None: Buildah
+            root = b.fresh(f"buildah-{case}" if comp is None else f"pybuild-{case}-{comp}")
+            roots.setdefault(comp, root)
+            runs[comp].append(b.buildah(root, ctx, extra) if comp is None else
+                              b.pybuild(root, ctx, [*extra, "--compression", comp]))
+    return roots[None], median(runs[None]), {c: (median(runs[c]), roots[c]) for c in compressions}
 
 
 def rebuilds(b: Builders, ctx: Path, extra: list[str]) -> list[tuple[str, Timing, Timing]]:

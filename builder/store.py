@@ -568,18 +568,14 @@ class Store:
 
                 needed |= {diff_id.partition(":")[2] for c in list_containers(self)
                            for _, diff_id, _ in c.layers}
-            from builder.rootfs.layercache import forget
-            from builder.rootfs.workspace import LINKS
+            from builder.rootfs.layercache import drop_dangling_links, forget
 
             for name in _listdir(self.root / "layers"):
                 if name not in needed and not name.startswith("."):
                     pruned.layers += 1
                     pruned.layer_bytes += _disk_usage(self.root / "layers" / name)
                     forget(self.root / "layers" / name)
-            for name in _listdir(self.root / "layers" / LINKS):  # short names of deep stacks
-                link = self.root / "layers" / LINKS / name
-                if not link.exists():
-                    _remove(link)
+            drop_dangling_links(self.root / "layers")
             return pruned
 
     def container_blobs(self) -> set[str]:

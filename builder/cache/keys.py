@@ -88,9 +88,12 @@ def _digest(lines: list[str | _Item]) -> str:
         with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash") as pool:
             done = dict(zip(map(id, files), pool.map(lambda item: _entry(*item), files),
                             strict=True))
-    small = [x[1] for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)
-             and x[2].st_size < _PARALLEL_FILE and (x[3] is None or not x[3].known(x[0], x[2]))]
-    stop = _prefetch(small) if _cold(small) else None
+    small = [x for x in lines if not isinstance(x, str) and stat.S_ISREG(x[2].st_mode)
+             and x[2].st_size < _PARALLEL_FILE]
+    stop = None
+    if _cold([x[1] for x in small]):  # then read ahead what the stat cache cannot answer
+        unknown = [x[1] for x in small if x[3] is None or not x[3].known(x[0], x[2])]
+        stop = _prefetch(unknown) if unknown else None
     try:
         h = hashlib.sha256()
         for item in lines:

@@ -81,6 +81,11 @@ class SourceTree:
         if self.is_context:
             replay.watch(path)
 
+    def watch_parents(self, rel: str) -> None:
+        """Likewise for the directories between the root and ``rel``."""
+        if self.is_context:
+            replay.watch_parents(os.fspath(self.root), rel)
+
 
 def context_tree(context: Path, ignore: object | None) -> SourceTree:
     """The context as a source tree, minus what the ignore matcher excludes.
@@ -527,8 +532,7 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
                 continue
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
         for match in matches:
-            if tree.is_context:
-                replay.watch_parents(os.fspath(tree.root), match)
+            tree.watch_parents(match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
             _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:

@@ -165,5 +165,6 @@ def open_decompressed(stream: object, compression: str) -> object:
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[arg-type]
+        return zstandard.ZstdDecompressor().stream_reader(
+            stream, read_across_frames=True)  # type: ignore[arg-type]  # several frames
     return stream

@@ -369,16 +369,13 @@ class _TarReader:
                 raise self.fail(f"entry {entry.name!r}: sparse files are not supported")
 
 
-def _decompressed(stream: BinaryIO, media_type: str) -> BinaryIO:
+def _compression(media_type: str) -> str:
+    """gzip, zstd or none, from a layer's media type."""
     if media_type.endswith(("+zstd", ".zstd")):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+        return "zstd"
     if media_type.endswith(("+gzip", ".gzip", ".tar.gz")):
-        from isal import igzip
-
-        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    return stream
+        return "gzip"
+    return "none"
 
 
 def extract_layer(
@@ -393,16 +390,21 @@ def extract_layer(
     """Extract a layer blob into ``dest`` (which must exist), verifying ``diff_id``."""
     if whiteouts not in ("overlay", "apply"):
         raise ValueError(f"whiteouts must be 'overlay' or 'apply', not {whiteouts!r}")
+    compression = _compression(media_type)
     read_errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
-    if media_type.endswith(("+gzip", ".gzip", ".tar.gz")):
+    if compression == "gzip":
         from isal import isal_zlib
 
         read_errors += (cast("type[BaseException]", isal_zlib.error),)  # the stub has an instance
-    if media_type.endswith(("+zstd", ".zstd")):
+    elif compression == "zstd":
         import zstandard
 
         read_errors += (zstandard.ZstdError,)
-    source = _Prefetcher(_decompressed(stream, media_type))
+    if compression != "none":
+        from builder.image.compress import open_decompressed  # loads ISA-L
+
+        stream = cast(BinaryIO, open_decompressed(stream, compression))
+    source = _Prefetcher(stream)
     reader = _TarReader(source, layer_digest)
     extractor = _Extractor(Path(dest), layer_digest, whiteouts)
     try:

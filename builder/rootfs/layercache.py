@@ -23,11 +23,12 @@ under the store lock, so no process evicts an entry another has just made.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,8 +38,12 @@ from builder.image.layout import TEMP_PREFIX
 from builder.rootfs import syscalls
 from builder.rootfs.extract import extract_layer
 
-__all__ = ["StoreLike", "cache_layer", "forget", "install", "layer_cache_dir", "promote", "trusted"]
+__all__ = [
+    "LINKS", "StoreLike", "cache_layer", "drop_dangling_links", "forget", "install",
+    "layer_cache_dir", "promote", "short_names", "trusted",
+]
 
+LINKS = ".links"  # short names of entries, for deep overlay stacks
 PROMOTE_AFTER = 60.0  # seconds: by then the kernel has written an entry back on its own
 _SYNCED = "synced"
 
@@ -53,23 +58,51 @@ class StoreLike(Protocol):
     def lock(self) -> AbstractContextManager[None]: ...
 
 
+def short_names(layers: Path, entries: Sequence[Path]) -> list[Path]:
+    """Names relative to ``layers/.links`` for cache ``entries``, for mounts too deep to
+    name them in full: symlinks named by the first 12 hex digits of the diff_id, or all
+    64 where two layers share those."""
+    links = layers / LINKS
+    links.mkdir(exist_ok=True)
+    names = []
+    for entry in entries:
+        target = f"../{entry.name}"
+        for short in (entry.name[:12], entry.name):
+            try:
+                os.symlink(target, links / short)
+            except FileExistsError:
+                if os.readlink(links / short) != target:
+                    continue
+            names.append(Path(short))
+            break
+    return names
+
+
+def drop_dangling_links(layers: Path) -> None:
+    """Remove the short names whose entries are gone."""
+    try:
+        names = os.listdir(layers / LINKS)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not (layers / LINKS / name).exists():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(layers / LINKS / name)
+
+
 def layer_cache_dir(store_root: Path, diff_id: str) -> Path:
     """Where the overlay form of the layer with ``diff_id`` is kept."""
     return Path(store_root) / "layers" / diff_id.split(":", 1)[-1]
 
 
-_boot: list[str] = []
-
-
+@functools.cache
 def boot_id() -> str:
     """This boot's ID; empty without /proc, and then entries are synced as they are installed."""
-    if not _boot:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-                _boot.append(f.read().strip())
-        except OSError:
-            _boot.append("")
-    return _boot[0]
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _markers(layers: Path, kind: str) -> Path:

@@ -37,15 +37,22 @@ from typing import TYPE_CHECKING
 
 from builder.errors import StoreError
 from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
-from builder.rootfs.layercache import StoreLike, cache_layer, install, layer_cache_dir, promote
+from builder.rootfs.layercache import (
+    LINKS,
+    StoreLike,
+    cache_layer,
+    install,
+    layer_cache_dir,
+    promote,
+    short_names,
+)
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
 
-__all__ = ["LINKS", "VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
+__all__ = ["VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
 
 _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
-LINKS = ".links"  # in layers/: short names for deep stacks (prune drops dangling ones)
 _CLONE_FS = 0x00000200
 
 
@@ -93,24 +100,6 @@ def _overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
             "redirect_dir=off,metacopy=off,index=off")
 
 
-def _short_names(links: Path, lowers: Sequence[Path]) -> list[Path]:
-    """Names relative to ``links`` for ``lowers`` (layer cache entries): symlinks named
-    by the first 12 hex digits of the diff_id, or all 64 where two layers share those."""
-    links.mkdir(exist_ok=True)
-    names = []
-    for lower in lowers:
-        target = f"../{lower.name}"
-        for short in (lower.name[:12], lower.name):
-            try:
-                os.symlink(target, links / short)
-            except FileExistsError:
-                if os.readlink(links / short) != target:
-                    continue
-            names.append(Path(short))
-            break
-    return names
-
-
 def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, *,
                   layers: Path, volatile: bool) -> None:
     """Mount an overlay of ``lowers`` (top first) at ``target``. When absolute paths do
@@ -124,7 +113,7 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
     cwd = None
     if len(data) > _MOUNT_DATA_MAX:
         cwd = layers / LINKS
-        data = _overlay_options(_short_names(cwd, lowers), Path(os.path.relpath(upper, cwd)),
+        data = _overlay_options(short_names(layers, lowers), Path(os.path.relpath(upper, cwd)),
                                 Path(os.path.relpath(work, cwd)))
         if len(data) > _MOUNT_DATA_MAX:
             raise OSError(errno.E2BIG, f"{len(lowers)} layers are more than one overlay mount "

@@ -4,6 +4,7 @@ the same digest as hashing in order."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,4 +90,5 @@ def test_a_cold_page_cache_is_read_ahead_and_gives_the_same_digest(tmp_path: Pat
     assert not keys._cold(paths)  # read ahead, then hashed
     _evict(root)
     keys._prefetch(paths)()  # stopped at once: nothing breaks, nothing is left running
+    assert not [t for t in threading.enumerate() if t.name == "prefetch"]
     assert keys.paths_digest(str(root), [""]) == warm

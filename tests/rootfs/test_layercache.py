@@ -154,7 +154,7 @@ def test_without_volatile_a_commit_is_synced_at_once(overlay, monkeypatch) -> No
 
 
 def test_without_a_boot_id_entries_are_synced_when_installed(store, layer, monkeypatch) -> None:
-    monkeypatch.setattr(layercache, "_boot", [""])
+    monkeypatch.setattr(layercache, "boot_id", lambda: "")
     entry = cache_layer(store, *layer)
     assert markers(store, "synced") == [entry.name] and markers(store, "pending") == []
 
