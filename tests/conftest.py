@@ -111,3 +111,30 @@ def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def with_busybox(pybuild: Pybuild, busybox_store: Path) -> Pybuild:
     """The ``pybuild`` runner with a store that already holds localhost/busybox:latest."""
     return copy_store(busybox_store, pybuild)
+
+
+DEBIAN_CACHE = Path(os.environ.get("PYBUILD_TEST_DEBIAN_DIR", "/var/tmp/pybuild-debian-base"))
+
+
+@pytest.fixture(scope="session")
+def debian_base() -> str:
+    """A Debian bookworm minbase image as ``oci:DIR:bookworm``, bootstrapped by mmdebstrap
+    through ``bench/make-debian-base.sh`` and kept between test runs (and shared with the
+    benchmarks) in ``/var/tmp/pybuild-debian-base``; every user can read it."""
+    import fcntl
+
+    DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(DEBIAN_CACHE.parent / f".{DEBIAN_CACHE.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one bootstrap at a time, across processes
+        proc = subprocess.run(
+            ["bash", str(REPO / "bench" / "make-debian-base.sh"), str(DEBIAN_CACHE)],
+            capture_output=True, text=True, cwd=REPO,
+            env={**os.environ, "PYTHON": sys.executable}, timeout=1200,
+        )
+    if proc.returncode != 0:
+        pytest.fail(f"bootstrapping the Debian base failed:\n{proc.stderr[-4000:]}")
+    for directory, _, files in os.walk(DEBIAN_CACHE):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
+    return proc.stdout.strip().splitlines()[-1]
