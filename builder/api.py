@@ -109,7 +109,7 @@ class Session:
         from builder.context import open_context, read_containerfile
         from builder.executor.build import BuildOptions, build
         from builder.executor.output import Progress
-        from builder.plan.args import parse_platform
+        from builder.platform import parse_platform
 
         context = open_context(request.context)
         options = BuildOptions(

@@ -248,7 +248,7 @@ def create_container(
 ) -> Container:
     """A new working container from ``image`` (a stored or pullable image, or "scratch")."""
     from builder.executor.config import DEFAULT_PATH
-    from builder.plan.args import host_platform
+    from builder.platform import host_platform
     from builder.rootfs.workspace import detect_driver
 
     if name is not None:

@@ -9,10 +9,11 @@ with the platform taken from the image's config unless given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import ImageError, ImageNotFound, UsageError
 from builder.image.spec import (
@@ -21,8 +22,8 @@ from builder.image.spec import (
     MEDIA_OCI_INDEX,
     Descriptor,
     Index,
-    Platform,
 )
+from builder.platform import Platform, parse_platform
 
 if TYPE_CHECKING:
     from builder.registry.client import RegistryOptions
@@ -99,15 +100,14 @@ def _platform(text: str | Platform | None, config_platform: Platform) -> Platfor
     parts = text.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise UsageError(f"parsing platform {text!r}: expected os/arch[/variant]")
-    return Platform(architecture=parts[1], os=parts[0],
-                    variant=parts[2] if len(parts) == 3 else None)
+    return parse_platform(text)
 
 
 def _entry(store: Store, image: str, platform: str | Platform | None) -> Descriptor:
     record = store.lookup(image)
     config = record.config
-    own = Platform(architecture=config.architecture, os=config.os, variant=config.variant,
-                   os_version=config.os_version, os_features=config.os_features)
+    own = Platform(config.os or "linux", config.architecture, config.variant or "",
+                   config.os_version or "", tuple(config.os_features or ()))
     size = len(store.layout.read_blob(record.manifest_digest))
     return Descriptor(record.manifest.media_type, record.manifest_digest, size,
                       platform=_platform(platform, own))
@@ -168,18 +168,12 @@ def annotate_manifest(
     """Change the platform or annotations of one entry (named by manifest digest)."""
     found = find_manifest_list(store, list_name)
     desc = found.index.manifests[_entry_index(found, digest)]
-    platform = desc.platform or Platform(architecture="", os="")
-    if os is not None:
-        platform.os = os
-    if arch is not None:
-        platform.architecture = arch
-    if variant is not None:
-        platform.variant = variant or None
-    if os_version is not None:
-        platform.os_version = os_version or None
-    if os_features:
-        platform.os_features = list(os_features)
-    desc.platform = platform
+    platform = desc.platform or Platform("", "")
+    changes: dict[str, Any] = {"os": os, "architecture": arch, "variant": variant,
+                               "os_version": os_version,
+                               "os_features": tuple(os_features) or None}
+    desc.platform = dataclasses.replace(
+        platform, **{k: v for k, v in changes.items() if v is not None})
     if annotations:
         desc.annotations = {**(desc.annotations or {}), **annotations}
     return _save(store, found.name, found.index)

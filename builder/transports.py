@@ -32,8 +32,8 @@ from builder.image.spec import (
     ImageConfig,
     Index,
     Manifest,
-    Platform,
 )
+from builder.platform import Platform, choose, host_platform
 
 if TYPE_CHECKING:
     from builder.store import ImageRecord, Store
@@ -97,7 +97,8 @@ def _write_oci(store: Store, manifest: Manifest, manifest_bytes: bytes, layout: 
                ref: str | None, record: ImageRecord) -> str:
     store.layout.copy_to(layout, [manifest.config.digest, *(x.digest for x in manifest.layers)])
     digest, size = layout.put_blob(manifest_bytes)
-    platform = Platform(record.config.architecture, record.config.os, record.config.variant)
+    config = record.config
+    platform = Platform(config.os or "linux", config.architecture, config.variant or "")
     desc = Descriptor(manifest.media_type, digest, size, platform=platform,
                       annotations={ANNOTATION_REF_NAME: ref} if ref else None)
     index = layout.read_index()
@@ -234,23 +235,18 @@ def _select(index: Index, ref: str | None, source: str) -> Descriptor:
     return index.manifests[0]
 
 
-def _host_platform() -> tuple[str, str]:
-    machine = os.uname().machine
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
-    return "linux", arch
-
-
 def _import_oci(store: Store, layout: Layout, ref: str | None,
                 names: Sequence[str]) -> ImageRecord:
     desc = _select(layout.read_index(), ref, str(layout.root))
     while desc.media_type in INDEX_TYPES:
         nested = Index.from_json(_verified(layout, desc))
-        os_name, arch = _host_platform()
-        match = [d for d in nested.manifests
-                 if d.platform and (d.platform.os, d.platform.architecture) == (os_name, arch)]
-        if not (match or nested.manifests):
+        if not nested.manifests:
             raise ImageError(f"reading {layout.root}: empty image index")
-        desc = (match or nested.manifests)[0]
+        if any(d.platform for d in nested.manifests):
+            desc = choose(((d.platform, d) for d in nested.manifests), host_platform(),
+                          str(layout.root))
+        else:
+            desc = nested.manifests[0]
     manifest_bytes = _verified(layout, desc)
     if not names:  # already imported (a rebuild): no blob is read or written again
         stored = store.stored(desc.digest)

@@ -113,7 +113,7 @@ def load_services(path: Path) -> list[Service]:
 def _options(service: Service, args: argparse.Namespace, driver: str | None) -> BuildOptions:
     from builder.context import open_context, read_containerfile
     from builder.executor.build import BuildOptions
-    from builder.plan.args import parse_platform
+    from builder.platform import parse_platform
 
     context = open_context(service.context)
     file = str(context / service.dockerfile) if service.dockerfile else None

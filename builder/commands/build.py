@@ -182,7 +182,7 @@ def _pull_policy(args: argparse.Namespace) -> str:
 
 def _platforms(text: str | None) -> list[Any]:
     from builder.errors import UsageError
-    from builder.plan.args import parse_platform
+    from builder.platform import parse_platform
 
     if text is None or "," not in text:
         return [parse_platform(text)]

@@ -65,7 +65,7 @@ def _create(store: Store, args: argparse.Namespace) -> int:
 def _platform(args: argparse.Namespace) -> str | None:
     if not (args.os or args.arch or args.variant):
         return None
-    from builder.plan.args import host_platform
+    from builder.platform import host_platform
 
     host = host_platform()
     text = f"{args.os or host.os}/{args.arch or host.architecture}"

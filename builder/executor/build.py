@@ -44,8 +44,15 @@ from builder.executor.output import Progress
 from builder.executor.stage import StageExecutor, StageResult
 from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
 from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
-from builder.plan.args import Platform, host_platform, platform_args, unconsumed
+from builder.plan.args import platform_args, unconsumed
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
+from builder.platform import (
+    Platform,
+    emulation_registered,
+    host_platform,
+    machine_name,
+    needs_emulation,
+)
 
 if TYPE_CHECKING:
     from builder.cache.index import CacheEntry
@@ -293,6 +300,8 @@ class BuildState:
             return local
         if local is not None and policy == "missing":
             return local
+        from builder.registry.client import pull_image, remote_digest
+
         registry = self.registry_options()
         if local is not None and policy == "newer":
             try:
@@ -302,8 +311,6 @@ class BuildState:
                 self.progress.warn(f"checking {ref!r} for a newer image: {exc}; "
                                    "using the local one")
                 return local
-        from builder.registry.client import pull_image
-
         self.progress.info(f"Resolving {ref!r} ...")
         try:
             return pull_image(self.store, ref, registry, quiet=self.progress.quiet)
@@ -459,50 +466,12 @@ def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform]
     return results
 
 
-# Go architecture names -> the Linux machine names binfmt_misc handlers are named after
-_MACHINES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i386", "arm": "arm",
-             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
-             "mips64le": "mips64el", "loong64": "loongarch64"}
-_NATIVE = {("amd64", "386"), ("arm64", "arm")}  # hosts that run these without emulation
-BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
-
-
-def needs_emulation(platform: Platform, host: Platform | None = None) -> bool:
-    host = host or host_platform()
-    return platform.os != host.os or (platform.architecture != host.architecture and
-                                      (host.architecture, platform.architecture) not in _NATIVE)
-
-
-def emulation_registered(machine: str, directory: Path = BINFMT_MISC) -> bool:
-    """Whether an enabled binfmt_misc handler runs ``machine`` binaries (a handler named
-    ``qemu-MACHINE``, or one whose interpreter is a ``qemu-MACHINE`` binary)."""
-    try:
-        entries = sorted(directory.iterdir())
-    except OSError:
-        return False
-    for entry in entries:
-        if entry.name in ("register", "status"):
-            continue
-        try:
-            lines = entry.read_text().splitlines()
-        except OSError:
-            continue
-        if not lines or lines[0].strip() != "enabled":
-            continue
-        interpreter = next((line.split(None, 1)[-1] for line in lines
-                            if line.startswith("interpreter ")), "")
-        program = interpreter.rsplit("/", 1)[-1].removesuffix("-static")
-        if entry.name == f"qemu-{machine}" or program == f"qemu-{machine}":
-            return True
-    return False
-
-
 def check_emulation(plan: BuildPlan, platform: Platform) -> None:
     """A RUN for a platform this host cannot run needs a binfmt_misc handler: fail
     before anything runs when there is none."""
     if not needs_emulation(platform):
         return
-    machine = _MACHINES.get(platform.architecture, platform.architecture)
+    machine = machine_name(platform)
     for stage_plan in plan.stages:
         for instruction in stage_plan.stage.instructions:
             if not isinstance(instruction, RunInstruction):
@@ -516,51 +485,10 @@ def check_emulation(plan: BuildPlan, platform: Platform) -> None:
             return
 
 
-def remote_digest(ref: str, options: Any) -> str:
-    """The digest of the manifest a pull of ``ref`` would fetch for ``options.platform``
-    (one HEAD request, plus a GET when the name points at an index)."""
-    import json
-
-    from builder.image.spec import INDEX_TYPES
-    from builder.registry.client import (
-        ACCEPT_MANIFEST,
-        RegistryClient,
-        _resolve,
-        choose_manifest,
-        in_context,
-        parse_platform,
-        retrying,
-    )
-
-    _, source, insecure = _resolve(ref, options)[0]
-    client = RegistryClient(source.registry, options, repository=source.repository,
-                            insecure=insecure)
-    path = f"/v2/{source.repository}/manifests/{source.target}"
-    scope = f"repository:{source.repository}:pull"
-    try:
-        response = retrying(options, lambda: client.request(
-            "HEAD", path, scope=scope, headers={"Accept": ACCEPT_MANIFEST}))
-        response.close()
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        digest = response.headers.get("Docker-Content-Digest", "")
-        if media_type in INDEX_TYPES or not digest:
-            data, media_type, digest = retrying(
-                options, lambda: client.get_manifest(source.repository, source.target))
-            if media_type in INDEX_TYPES:
-                entry = choose_manifest(json.loads(data), parse_platform(options.platform))
-                digest = str(entry["digest"])
-    except PybuildError as exc:
-        raise in_context(f"checking {source}", exc) from exc
-    finally:
-        client.close()
-    return digest
-
-
 def _fits(config: ImageConfig, platform: Platform) -> bool:
-    """Whether an image's config is for ``platform`` (variants count when both have one)."""
-    if (config.os or "linux") != platform.os or config.architecture != platform.architecture:
-        return False
-    return not (config.variant and platform.variant) or config.variant == platform.variant
+    """Whether an image's config is for ``platform``."""
+    return platform.matches(Platform(config.os or "linux", config.architecture,
+                                     config.variant or ""))
 
 
 def _local_only(ref: str) -> bool:

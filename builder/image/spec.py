@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import ImageError
+from builder.platform import Platform
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -115,32 +116,24 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
         out[key] = value
 
 
-@dataclass
-class Platform:
-    architecture: str
-    os: str
-    variant: str | None = None
-    os_version: str | None = None
-    os_features: list[str] | None = None
+def platform_to_json(platform: Platform) -> dict[str, Any]:
+    out: dict[str, Any] = {"architecture": platform.architecture, "os": platform.os}
+    _put(out, "os.version", platform.os_version)
+    _put(out, "os.features", list(platform.os_features))
+    _put(out, "variant", platform.variant)
+    return out
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
-        _put(out, "os.version", self.os_version)
-        _put(out, "os.features", self.os_features)
-        _put(out, "variant", self.variant)
-        return out
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Platform:
-        what = "platform"
-        d = _object(d, what)
-        return cls(
-            architecture=_field(d, "architecture", "str", what) or "",
-            os=_field(d, "os", "str", what) or "",
-            variant=_field(d, "variant", "str", what),
-            os_version=_field(d, "os.version", "str", what),
-            os_features=_field(d, "os.features", "str-list", what),
-        )
+def platform_from_json(d: dict[str, Any]) -> Platform:
+    what = "platform"
+    d = _object(d, what)
+    return Platform(
+        architecture=_field(d, "architecture", "str", what) or "",
+        os=_field(d, "os", "str", what) or "",
+        variant=_field(d, "variant", "str", what) or "",
+        os_version=_field(d, "os.version", "str", what) or "",
+        os_features=tuple(_field(d, "os.features", "str-list", what) or ()),
+    )
 
 
 @dataclass
@@ -160,7 +153,7 @@ class Descriptor:
         _put(out, "urls", self.urls)
         _put(out, "annotations", self.annotations)
         if self.platform is not None:
-            out["platform"] = self.platform.to_json()
+            out["platform"] = platform_to_json(self.platform)
         _put(out, "artifactType", self.artifact_type)
         return out
 
@@ -177,7 +170,7 @@ class Descriptor:
         return cls(
             media_type=_field(d, "mediaType", "str", what) or "", digest=digest, size=size,
             annotations=_field(d, "annotations", "str-map", what),
-            platform=Platform.from_json(platform) if platform else None,
+            platform=platform_from_json(platform) if platform else None,
             urls=_field(d, "urls", "str-list", what),
             artifact_type=_field(d, "artifactType", "str", what),
         )

@@ -9,70 +9,18 @@ every default. The eight platform args are predefined in the global scope.
 from __future__ import annotations
 
 import os
-import platform as _platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import replay
 from builder.errors import UsageError
-
-# Linux machine names -> (GOARCH, variant)
-_MACHINE_ARCH: dict[str, tuple[str, str]] = {
-    "x86_64": ("amd64", ""),
-    "amd64": ("amd64", ""),
-    "aarch64": ("arm64", ""),
-    "arm64": ("arm64", ""),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "i386": ("386", ""),
-    "i686": ("386", ""),
-    "ppc64le": ("ppc64le", ""),
-    "s390x": ("s390x", ""),
-    "riscv64": ("riscv64", ""),
-}
+from builder.platform import Platform, host_platform
 
 PLATFORM_ARGS = frozenset({
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
     "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
 })
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An os/arch[/variant] triple as used by ``--platform``."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        text = f"{self.os}/{self.architecture}"
-        return f"{text}/{self.variant}" if self.variant else text
-
-
-def host_platform() -> Platform:
-    """The platform this machine runs (Linux naming as Go spells it)."""
-    arch, variant = _MACHINE_ARCH.get(_platform.machine().lower(), (_platform.machine(), ""))
-    return Platform("linux", arch, variant)
-
-
-def parse_platform(text: str | None) -> Platform:
-    """``os/arch[/variant]``, ``arch`` alone or ``/``; missing parts come from the host."""
-    host = host_platform()
-    if not text or not text.strip("/"):
-        return host
-    parts = text.lower().split("/")
-    if len(parts) == 1:
-        return Platform(host.os, parts[0] or host.architecture)
-    if len(parts) > 3:
-        raise UsageError(f"parsing platform {text!r}: expected os/arch[/variant]")
-    os_name = parts[0] or host.os
-    arch = parts[1] or host.architecture
-    variant = parts[2] if len(parts) == 3 else ""
-    if arch == host.architecture and not variant and len(parts) == 2:
-        variant = host.variant
-    return Platform(os_name, arch, variant)
 
 
 def platform_args(target: Platform, build: Platform | None = None) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform as host_platform
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +44,7 @@ from builder.image.spec import (
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_MANIFEST,
 )
+from builder.platform import Platform, choose, parse_platform
 from builder.registry.auth import Authenticator
 from builder.registry.blobinfo import BlobInfo
 from builder.registry.credentials import Credentials, find_credentials, parse_creds
@@ -72,6 +72,7 @@ __all__ = [
     "inspect_remote",
     "pull_image",
     "push_image",
+    "remote_digest",
     "send_image",
 ]
 
@@ -417,44 +418,19 @@ def in_context(prefix: str, exc: PybuildError) -> PybuildError:
 
 # -- platforms ---------------------------------------------------------------------
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
-         "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+def choose_manifest(index: dict[str, Any], wanted: Platform) -> dict[str, Any]:
+    """The entry of an image index (parsed JSON) for ``wanted``."""
+    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+    return choose(((_entry_platform(m), m) for m in entries), wanted, "the index")
 
 
-def host_platform_triple() -> tuple[str, str, str | None]:
-    machine = host_platform.machine()
-    variant = {"armv7l": "v7", "armv6l": "v6", "aarch64": "v8"}.get(machine)
-    return "linux", _ARCH.get(machine, machine), variant
-
-
-def parse_platform(text: str | None) -> tuple[str, str, str | None]:
-    if not text:
-        return host_platform_triple()
-    parts = text.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise UsageError(f"parsing platform {text!r}: want OS/ARCH[/VARIANT]")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
-def choose_manifest(index: dict[str, Any], wanted: tuple[str, str, str | None]) -> dict[str, Any]:
-    """The index entry for ``wanted`` (os, arch, variant); a variant breaks ties only."""
-    os_name, arch, variant = wanted
-    matches: list[dict[str, Any]] = [
-        m for m in index.get("manifests") or []
-        if (m.get("platform") or {}).get("os") == os_name
-        and (m.get("platform") or {}).get("architecture") == arch
-    ]
-    exact = [m for m in matches if (m.get("platform") or {}).get("variant") == variant]
-    if exact or matches:
-        return (exact or matches)[0]
-    available = sorted(
-        "/".join(filter(None, [p.get("os"), p.get("architecture"), p.get("variant")]))
-        for p in (m.get("platform") or {} for m in index.get("manifests") or [])
-    )
-    raise ImageError(
-        f"choosing a manifest for {os_name}/{arch}: not in the index "
-        f"(it has {', '.join(available) or 'no platforms'})"
-    )
+def _entry_platform(entry: dict[str, Any]) -> Platform | None:
+    found = entry.get("platform")
+    if not isinstance(found, dict):
+        return None
+    return Platform(str(found.get("os") or ""), str(found.get("architecture") or ""),
+                    str(found.get("variant") or ""))
 
 
 # -- moving images ---------------------------------------------------------------------
@@ -743,3 +719,29 @@ def inspect_remote(ref: str, options: RegistryOptions = RegistryOptions(), *,
         "MediaType": media_type,
     }
 
+
+def remote_digest(ref: str, options: RegistryOptions) -> str:
+    """The digest of the manifest a pull of ``ref`` would fetch for ``options.platform``
+    (one HEAD request, plus a GET when the name points at an index)."""
+    _, source, insecure = _resolve(ref, options)[0]
+    client = RegistryClient(source.registry, options, repository=source.repository,
+                            insecure=insecure)
+    path = f"/v2/{source.repository}/manifests/{source.target}"
+    scope = f"repository:{source.repository}:pull"
+    try:
+        response = retrying(options, lambda: client.request(
+            "HEAD", path, scope=scope, headers={"Accept": ACCEPT_MANIFEST}))
+        response.close()
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if media_type in INDEX_TYPES or not digest:
+            data, media_type, digest = retrying(
+                options, lambda: client.get_manifest(source.repository, source.target))
+            if media_type in INDEX_TYPES:
+                entry = choose_manifest(json.loads(data), parse_platform(options.platform))
+                digest = str(entry["digest"])
+    except PybuildError as exc:
+        raise in_context(f"checking {source}", exc) from exc
+    finally:
+        client.close()
+    return digest

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from registry_fixtures import Registry, skopeo
 
-from builder.executor.build import emulation_registered, needs_emulation
-from builder.plan.args import Platform, host_platform
+from builder.platform import Platform, emulation_registered, host_platform, needs_emulation
 from tests.build_registry.helpers import context, image, runner
 
 MULTI = "FROM {base}\nARG TARGETARCH TARGETPLATFORM\nCOPY app /app\n" \

@@ -6,14 +6,9 @@ import pytest
 
 from builder.errors import PlanError, UsageError
 from builder.instructions.parse import parse_containerfile
-from builder.plan.args import (
-    Platform,
-    parse_build_args,
-    parse_platform,
-    platform_args,
-    unconsumed,
-)
+from builder.plan.args import parse_build_args, platform_args, unconsumed
 from builder.plan.graph import StageRef, make_plan
+from builder.platform import Platform, parse_platform
 
 PLATFORM = platform_args(Platform("linux", "amd64"))
 

@@ -18,8 +18,8 @@ from builder.image.spec import (
     ImageConfig,
     Index,
     Manifest,
-    Platform,
 )
+from builder.platform import Platform
 
 D = "sha256:" + "a" * 64
 
@@ -67,7 +67,7 @@ def test_manifest_and_index_round_trip() -> None:
     assert Manifest.from_json(m.to_json()) == m
     assert json.loads(m.to_json())["schemaVersion"] == 2
     idx = Index([Descriptor(MEDIA_OCI_MANIFEST, D, 9, annotations={ANNOTATION_REF_NAME: "t"},
-                            platform=Platform("arm64", "linux", variant="v8"))])
+                            platform=Platform("linux", "arm64", variant="v8"))])
     assert Index.from_json(idx.to_json()) == idx
     assert json.loads(idx.to_json())["manifests"][0]["platform"]["variant"] == "v8"
 

@@ -386,11 +386,12 @@ def make_oci_dir(directory: Path, tag: str, images: list[tuple[str, list[bytes]]
                  ) -> list[tuple[bytes, bytes]]:
     """An OCI layout holding one image per (arch, layers), named ``tag``; with two or
     more images the name points at an index of them."""
-    from builder.image.spec import ANNOTATION_REF_NAME, Descriptor, Index, Platform
+    from builder.image.spec import ANNOTATION_REF_NAME, Descriptor, Index
+    from builder.platform import Platform
 
     layout = Layout(directory)
     made = [image_blobs(layout, layers, arch=arch, label=arch) for arch, layers in images]
-    entries = [Descriptor(MEDIA_OCI_MANIFEST, sha256(m), len(m), platform=Platform(arch, "linux"))
+    entries = [Descriptor(MEDIA_OCI_MANIFEST, sha256(m), len(m), platform=Platform("linux", arch))
                for (m, _), (arch, _) in zip(made, images)]
     if len(entries) == 1:
         top = entries[0]

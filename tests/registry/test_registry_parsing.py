@@ -219,17 +219,21 @@ INDEX = {"manifests": [
 
 
 @pytest.mark.parametrize(("wanted", "digest"), [
-    ("linux/arm/v7", "b"), ("linux/arm", "a"), ("linux/amd64", "c"), ("linux/amd64/v3", "c"),
+    # containerd's rule: a missing variant is the architecture's default (arm: v7)
+    ("linux/arm/v7", "b"), ("linux/arm", "b"), ("linux/arm/v6", "a"), ("linux/amd64", "c"),
+    ("linux/amd64/v3", "c"),
 ])
 def test_choose_manifest(wanted: str, digest: str) -> None:
-    from builder.registry.client import choose_manifest, parse_platform
+    from builder.platform import parse_platform
+    from builder.registry.client import choose_manifest
 
     assert choose_manifest(INDEX, parse_platform(wanted))["digest"] == digest
 
 
 def test_choose_manifest_missing() -> None:
     from builder.errors import ImageError
-    from builder.registry.client import choose_manifest, parse_platform
+    from builder.platform import parse_platform
+    from builder.registry.client import choose_manifest
 
     with pytest.raises(ImageError, match="it has linux/amd64, linux/arm/v6, linux/arm/v7"):
         choose_manifest(INDEX, parse_platform("linux/s390x"))
