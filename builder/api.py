@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.containers import ConfigChanges
 from builder.errors import StepError
+from builder.store.containers import ConfigChanges
 
 if TYPE_CHECKING:
     from builder.registry.client import RegistryOptions
@@ -86,7 +86,7 @@ class Session:
 
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
         """A new working container from an image (pulled when needed) or "scratch"."""
-        from builder.containers import create_container
+        from builder.store.containers import create_container
 
         made = create_container(self.store, image, name=options.name, pull=options.pull,
                                 driver=self.driver, registry_options=options.registry)
@@ -94,13 +94,13 @@ class Session:
 
     def container(self, name_or_id: str) -> WorkingContainer:
         """An existing working container (made here, by the CLI, or in another process)."""
-        from builder.containers import find_container
+        from builder.store.containers import find_container
 
         found = find_container(self.store, name_or_id)
         return WorkingContainer(self.store, found.id, found.name)
 
     def containers(self) -> list[WorkingContainer]:
-        from builder.containers import list_containers
+        from builder.store.containers import list_containers
 
         return [WorkingContainer(self.store, c.id, c.name) for c in list_containers(self.store)]
 
@@ -137,7 +137,7 @@ class Session:
     def push_manifest_list(self, name: str, dest: str,
                            options: RegistryOptions | None = None) -> str:
         """Push a manifest list and its images; the list's digest."""
-        from builder.manifests import push_manifest_list
+        from builder.store.manifests import push_manifest_list
 
         return push_manifest_list(self.store, name, dest, options)
 
@@ -154,7 +154,7 @@ class WorkingContainer:
             check: bool = True) -> int:
         """Run a command inside; writes persist. A non-zero status raises StepError
         unless ``check`` is False."""
-        from builder.containers import parse_volume, run_container
+        from builder.store.containers import parse_volume, run_container
 
         status = run_container(
             self.store, self.id, argv, user=options.user, workdir=options.workdir,
@@ -177,20 +177,20 @@ class WorkingContainer:
 
     def _copy(self, sources: Sequence[str | os.PathLike[str]], dest: str,
               options: CopyOptions, *, add: bool) -> None:
-        from builder.containers import copy_into_container
+        from builder.store.containers import copy_into_container
 
         copy_into_container(self.store, self.id, [os.fspath(s) for s in sources], dest,
                             add=add, chown=options.chown, chmod=options.chmod,
                             from_=options.from_, contextdir=options.contextdir)
 
     def config(self, changes: ConfigChanges) -> None:
-        from builder.containers import update_config
+        from builder.store.containers import update_config
 
         update_config(self.store, self.id, changes)
 
     def commit(self, image: str | None = None, options: CommitOptions = CommitOptions()) -> str:
         """Write an image (named ``image`` when given); returns the image ID."""
-        from builder.containers import commit_container
+        from builder.store.containers import commit_container
 
         return commit_container(self.store, self.id, image, format=options.format,
                                 squash=options.squash, rm=options.rm,
@@ -198,16 +198,16 @@ class WorkingContainer:
                                 timestamp=options.timestamp).id
 
     def mount(self) -> Path:
-        from builder.containers import mount_container
+        from builder.store.containers import mount_container
 
         return mount_container(self.store, self.id)
 
     def unmount(self) -> None:
-        from builder.containers import unmount_container
+        from builder.store.containers import unmount_container
 
         unmount_container(self.store, self.id)
 
     def remove(self) -> None:
-        from builder.containers import remove_container
+        from builder.store.containers import remove_container
 
         remove_container(self.store, self.id)

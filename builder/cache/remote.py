@@ -40,9 +40,9 @@ class _Repo:
     """One cache repository and its client."""
 
     def __init__(self, text: str) -> None:
+        from builder.reference import parse_reference
         from builder.registry.client import RegistryClient, RegistryOptions
         from builder.registry.config import load_registries_conf
-        from builder.registry.reference import parse_reference
 
         ref = parse_reference(text.removeprefix("docker://"))
         self.text = text

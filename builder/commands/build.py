@@ -196,10 +196,10 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
           progress: Any) -> None:
     """Push the tags (the image) and the --manifest list to their registries."""
     from builder.errors import UsageError
-    from builder.manifests import push_manifest_list
     from builder.registry.client import push_image
     from builder.registry.flags import registry_options
     from builder.store import normalize_name
+    from builder.store.manifests import push_manifest_list
 
     if not tags and not args.manifest:
         raise UsageError("checking --push: nothing to push: name the image with -t "
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     if args.push:
         _push(store, args, build_options.tags, results[-1].image_id, progress)
     if len(results) > 1:
-        from builder.manifests import find_manifest_list
+        from builder.store.manifests import find_manifest_list
 
         image_id = find_manifest_list(store, args.manifest).digest  # the list, as Buildah
     else:

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.check import check_store, repair_store
     from builder.store import Store
+    from builder.store.check import check_store, repair_store
 
     store = Store(options.root, recover=False)
     if args.repair:

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     import json
 
-    from builder.containers import list_containers
     from builder.store import Store
+    from builder.store.containers import list_containers
 
     containers = list_containers(Store(options.root))
     if args.json:

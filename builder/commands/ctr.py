@@ -85,8 +85,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
 
 def _copy(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import copy_into_container
     from builder.errors import UsageError
+    from builder.store.containers import copy_into_container
 
     if len(args.paths) < 2:
         raise UsageError(f"{args.command}: expected SRC... DEST")
@@ -99,7 +99,7 @@ def _copy(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int
 
 
 def _config(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import ConfigChanges, update_config
+    from builder.store.containers import ConfigChanges, update_config
 
     changes = ConfigChanges(
         env=tuple(args.env), cmd=args.cmd, entrypoint=args.entrypoint, labels=tuple(args.label),
@@ -117,8 +117,8 @@ def _config(store: Store, args: argparse.Namespace, options: GlobalOptions) -> i
 
 
 def _commit(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import commit_container
     from builder.errors import UsageError
+    from builder.store.containers import commit_container
 
     fmt = args.format or os.environ.get("BUILDAH_FORMAT") or "oci"
     record = commit_container(
@@ -135,15 +135,15 @@ def _commit(store: Store, args: argparse.Namespace, options: GlobalOptions) -> i
 
 
 def _mount(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import mount_container
+    from builder.store.containers import mount_container
 
     print(mount_container(store, args.container))
     return 0
 
 
 def _targets(store: Store, args: argparse.Namespace) -> list[str]:
-    from builder.containers import list_containers
     from builder.errors import UsageError
+    from builder.store.containers import list_containers
 
     if args.all:
         return [c.id for c in list_containers(store)]
@@ -153,7 +153,7 @@ def _targets(store: Store, args: argparse.Namespace) -> list[str]:
 
 
 def _umount(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import unmount_container
+    from builder.store.containers import unmount_container
 
     for ref in _targets(store, args):
         unmount_container(store, ref)
@@ -161,7 +161,7 @@ def _umount(store: Store, args: argparse.Namespace, options: GlobalOptions) -> i
 
 
 def _rm(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import remove_container
+    from builder.store.containers import remove_container
 
     for ref in _targets(store, args):
         print(remove_container(store, ref).id)
@@ -169,7 +169,7 @@ def _rm(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
 
 
 def _rename(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import rename_container
+    from builder.store.containers import rename_container
 
     rename_container(store, args.container, args.new_name)
     return 0
@@ -187,8 +187,8 @@ def run_in_working_container(args: argparse.Namespace, options: GlobalOptions) -
     Takes the namespace ``builder.commands.run`` parses (image, cmd, user,
     workingdir, env, volume, network, isolation, hostname, interactive).
     """
-    from builder.containers import parse_volume, run_container
     from builder.store import Store
+    from builder.store.containers import parse_volume, run_container
 
     argv = list(args.cmd)
     if argv[:1] == ["--"]:

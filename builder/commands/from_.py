@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import create_container
     from builder.registry.flags import registry_options
     from builder.store import Store
+    from builder.store.containers import create_container
 
     container = create_container(
         Store(options.root), args.image, name=args.name, pull=args.pull,

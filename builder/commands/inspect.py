@@ -34,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.store import Store
-    from builder.transports import parse_transport, read_image
+    from builder.store.transports import parse_transport, read_image
 
     if parse_transport(args.image)[0] == "docker":
         return _inspect_remote(args)
     if args.type == "container":
-        from builder.containers import inspect_container
+        from builder.store.containers import inspect_container
 
         data = inspect_container(Store(options.root), args.image)
     else:

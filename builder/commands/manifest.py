@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
 
 def _create(store: Store, args: argparse.Namespace) -> int:
-    from builder.manifests import create_manifest_list
+    from builder.store.manifests import create_manifest_list
 
     print(create_manifest_list(store, args.list, args.images, replace=args.amend).digest)
     return 0
@@ -73,7 +73,7 @@ def _platform(args: argparse.Namespace) -> str | None:
 
 
 def _add(store: Store, args: argparse.Namespace) -> int:
-    from builder.manifests import add_to_manifest, annotate_manifest
+    from builder.store.manifests import add_to_manifest, annotate_manifest
 
     found = add_to_manifest(store, args.list, args.image, _platform(args),
                             annotations=key_values(args.annotation, "--annotation") or None)
@@ -86,7 +86,7 @@ def _add(store: Store, args: argparse.Namespace) -> int:
 
 
 def _annotate(store: Store, args: argparse.Namespace) -> int:
-    from builder.manifests import annotate_manifest
+    from builder.store.manifests import annotate_manifest
 
     found = annotate_manifest(
         store, args.list, args.digest, os=args.os, arch=args.arch, variant=args.variant,
@@ -100,21 +100,21 @@ def _annotate(store: Store, args: argparse.Namespace) -> int:
 def _inspect(store: Store, args: argparse.Namespace) -> int:
     import json
 
-    from builder.manifests import find_manifest_list
+    from builder.store.manifests import find_manifest_list
 
     print(json.dumps(json.loads(find_manifest_list(store, args.list).to_json()), indent=4))
     return 0
 
 
 def _remove(store: Store, args: argparse.Namespace) -> int:
-    from builder.manifests import remove_from_manifest
+    from builder.store.manifests import remove_from_manifest
 
     print(remove_from_manifest(store, args.list, args.digest).digest)
     return 0
 
 
 def _rm(store: Store, args: argparse.Namespace) -> int:
-    from builder.manifests import remove_manifest_list
+    from builder.store.manifests import remove_manifest_list
 
     for name in args.lists:
         print(f"untagged: {name} {remove_manifest_list(store, name)}")
@@ -124,8 +124,8 @@ def _rm(store: Store, args: argparse.Namespace) -> int:
 def _push(store: Store, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from builder.manifests import push_manifest_list
     from builder.registry.flags import registry_options
+    from builder.store.manifests import push_manifest_list
 
     def report(line: str) -> None:
         print(line, file=sys.stderr)

@@ -28,12 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.registry.flags import registry_options
     from builder.store import Store
-    from builder.transports import parse_transport
+    from builder.store.transports import parse_transport
 
     store = Store(options.root)
     transport, rest = parse_transport(args.source)
     if transport not in ("docker", "store"):
-        from builder.transports import import_image
+        from builder.store.transports import import_image
 
         record = import_image(store, args.source, [])
     else:

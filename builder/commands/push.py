@@ -33,13 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.registry.flags import registry_options
     from builder.store import Store, normalize_name
-    from builder.transports import parse_transport
+    from builder.store.transports import parse_transport
 
     store = Store(options.root)
     dest = args.destination or normalize_name(args.image)
     transport, rest = parse_transport(dest)
     if transport not in ("docker", "store"):
-        from builder.transports import export_image
+        from builder.store.transports import export_image
 
         print(export_image(store, args.image, dest, format=args.format))
         return 0

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
 def _refuse_if_used(store: object, ref: str) -> None:
     """Buildah refuses to remove an image a working container was made from."""
-    from builder.containers import list_containers
     from builder.errors import StoreError
+    from builder.store.containers import list_containers
 
     record = store.lookup(ref)  # type: ignore[attr-defined]
     users = [c.name for c in list_containers(store) if c.image_id == record.id]  # type: ignore[arg-type]

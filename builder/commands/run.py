@@ -23,11 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.containers import is_container, parse_volume
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
     from builder.store import Store
+    from builder.store.containers import is_container, parse_volume
 
     store = Store(options.root)
     if is_container(store, args.image):

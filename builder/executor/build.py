@@ -266,7 +266,7 @@ class BuildState:
     def find_image(self, name: str, base: FromInstruction | None) -> Any:
         """The stored image ``name`` names, pulled first as the pull policy says (once
         per build)."""
-        from builder.transports import import_image, parse_transport
+        from builder.store.transports import import_image, parse_transport
 
         location = base.location if base is not None else None
         transport, rest = parse_transport(name)
@@ -459,7 +459,7 @@ def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform]
             progress.info(f"Building for {platform}")
         result = build(store, dataclasses.replace(options, platform=platform), progress)
         if manifest is not None:
-            from builder.manifests import add_to_manifest
+            from builder.store.manifests import add_to_manifest
 
             add_to_manifest(store, manifest, result.image_id)
         results.append(result)

@@ -45,11 +45,11 @@ from builder.image.spec import (
     MEDIA_OCI_MANIFEST,
 )
 from builder.platform import Platform, choose, parse_platform
+from builder.reference import DOCKER_HUB, Reference, parse_reference
 from builder.registry.auth import Authenticator
 from builder.registry.blobinfo import BlobInfo
 from builder.registry.credentials import Credentials, find_credentials, parse_creds
 from builder.registry.progress import Progress, make_progress
-from builder.registry.reference import Reference, api_host, parse_reference
 from builder.registry.transport import (
     BlobReader,
     CertificateError,
@@ -137,7 +137,8 @@ class RegistryClient:
             return self._base
 
     def _ping(self) -> str:
-        host = api_host(self.registry)
+        # Docker Hub's API is served by another host than its name
+        host = "registry-1.docker.io" if self.registry == DOCKER_HUB else self.registry
         for scheme in ("https", "http"):
             try:
                 response = self.transport.send("GET", f"{scheme}://{host}/v2/", tls=self.tls)

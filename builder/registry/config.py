@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import RegistryError, UsageError
-from builder.registry.reference import DOCKER_HUB, Reference, is_qualified, parse_reference
+from builder.reference import DOCKER_HUB, Reference, is_qualified, parse_reference
 
 __all__ = [
     "Endpoint",

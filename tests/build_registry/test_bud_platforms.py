@@ -67,8 +67,8 @@ def test_multi_platform_build_into_a_list(registry: Registry, tmp_path: Path) ->
 
 
 def _list_digest(pybuild, name: str) -> str:
-    from builder.manifests import find_manifest_list
     from builder.store import Store
+    from builder.store.manifests import find_manifest_list
 
     return find_manifest_list(Store(pybuild.root), name).digest
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.containers import ConfigChanges, apply_config, create_container, find_container
 from builder.store import Store
+from builder.store.containers import ConfigChanges, apply_config, create_container, find_container
 from tests.build.imagetree import read_image
 from tests.conftest import REPO, Pybuild
 from tests.containers.support import shell_env

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.manifests import add_to_manifest, find_manifest_list
 from builder.store import Store
+from builder.store.manifests import add_to_manifest, find_manifest_list
 from tests.conftest import Pybuild
 
 PLATFORMS = ("linux/amd64", "linux/arm64/v8")

@@ -12,7 +12,7 @@ import pytest
 from builder.context import ContainerfileSource
 from builder.executor.build import parse_cached
 from builder.store import Store
-from builder.transports import export_image, import_image
+from builder.store.transports import export_image, import_image
 
 CONTAINERFILE = "FROM {base}\nCOPY hello.txt /hello.txt\nENV GREETING=hi\n"
 

@@ -20,9 +20,9 @@ from registry_fixtures import (
 
 from builder.errors import AuthenticationError
 from builder.image.layout import Layout
+from builder.reference import parse_reference
 from builder.registry.client import RegistryClient, RegistryOptions, fetch_image, send_image
 from builder.registry.credentials import Credentials
-from builder.registry.reference import parse_reference
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from registry_fixtures import FaultProxy, image_blobs, layer_tar, sha256
 
 from builder.errors import DigestMismatch, RegistryError
 from builder.image.layout import Layout
+from builder.reference import Reference
 from builder.registry.client import RegistryClient, RegistryOptions, fetch_image, send_image
-from builder.registry.reference import Reference
 
 FAST = RegistryOptions(retry=3, retry_delay=0.01)
 

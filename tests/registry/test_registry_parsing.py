@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import AuthenticationError, RegistryError, UsageError
+from builder.reference import parse_reference
 from builder.registry.auth import parse_challenge
 from builder.registry.config import load_registries_conf
 from builder.registry.credentials import (
@@ -20,7 +21,6 @@ from builder.registry.credentials import (
     remove_credentials,
     store_credentials,
 )
-from builder.registry.reference import parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -19,9 +19,9 @@ from registry_fixtures import (
 
 from builder.errors import RegistryNotFound
 from builder.image.layout import Layout
+from builder.reference import parse_reference
 from builder.registry import client as client_module
 from builder.registry.client import RegistryClient, RegistryOptions, fetch_image, send_image
-from builder.registry.reference import parse_reference
 
 pytestmark = pytest.mark.interop
 

@@ -9,7 +9,7 @@ import pytest
 
 from builder.commands.inspect import render
 from builder.store import Store
-from builder.transports import export_image
+from builder.store.transports import export_image
 
 from .helpers import make_image
 

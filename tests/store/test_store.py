@@ -25,12 +25,16 @@ from .helpers import make_image
     ("localhost/app", "localhost/app:latest"),
     ("my/app", "localhost/my/app:latest"),
     ("app@sha256:" + "a" * 64, "localhost/app@sha256:" + "a" * 64),
+    # the registry client's grammar: every Docker Hub alias, a digest replaces the tag
+    ("registry-1.docker.io/busybox", "docker.io/library/busybox:latest"),
+    ("quay.io/x/y:1@sha256:" + "b" * 64, "quay.io/x/y@sha256:" + "b" * 64),
 ])
 def test_normalize_name(name: str, expected: str) -> None:
     assert normalize_name(name) == expected
 
 
-@pytest.mark.parametrize("bad", ["App", "app:", "a b", "app@sha256:zz", ""])
+@pytest.mark.parametrize("bad", ["App", "app:", "a b", "app@sha256:zz", "",
+                                 "app@md5:" + "a" * 32, "bad_host:5000/app"])
 def test_normalize_name_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
         normalize_name(bad)

@@ -11,7 +11,7 @@ import pytest
 from builder.errors import DigestMismatch, UsageError
 from builder.image.spec import MEDIA_DOCKER_MANIFEST
 from builder.store import Store
-from builder.transports import export_image, import_image, parse_transport
+from builder.store.transports import export_image, import_image, parse_transport
 
 from .helpers import make_image
 

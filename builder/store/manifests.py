@@ -204,6 +204,7 @@ def push_manifest_list(
     """Push every image of the list by digest (unless ``all`` is False), then the list
     itself to ``dest`` (``[docker://]host/repo[:tag]``); returns the list's digest."""
     from builder.errors import PybuildError
+    from builder.reference import Reference, parse_reference
     from builder.registry.blobinfo import BlobInfo
     from builder.registry.client import (
         RegistryClient,
@@ -213,7 +214,6 @@ def push_manifest_list(
         send_image,
     )
     from builder.registry.config import load_registries_conf
-    from builder.registry.reference import Reference, parse_reference
 
     options = options or RegistryOptions()
     found = find_manifest_list(store, list_name)

@@ -1,8 +1,14 @@
-"""Image references: ``[registry/]repository[:tag][@digest]``, parsed and normalised.
+"""Image references: ``[registry/]repository[:tag][@digest]``, the one grammar.
 
 A reference is *qualified* when its first component names a registry (it
-contains ``.`` or ``:`` or is ``localhost``). Docker Hub's one-component
-repositories get the ``library/`` namespace.
+contains ``.`` or ``:`` or is ``localhost``). Docker Hub's aliases become
+``docker.io`` and its one-component repositories get the ``library/``
+namespace. A digest is ``sha256:`` and 64 hex digits or ``sha512:`` and 128.
+
+``parse_reference`` reads a name as a registry would (short names go to
+``default_registry``); ``normalize_name`` is the local store's spelling of a
+name: short names are ``localhost/NAME``, a tag is always present unless a
+digest is given.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from dataclasses import dataclass
 
 from builder.errors import UsageError
 
-__all__ = ["DOCKER_HUB", "Reference", "is_qualified", "parse_reference", "api_host"]
+__all__ = ["DOCKER_HUB", "LOCAL_REGISTRY", "Reference", "is_qualified", "normalize_name",
+           "parse_reference"]
 
 DOCKER_HUB = "docker.io"
+LOCAL_REGISTRY = "localhost"  # where the store puts short names
 _HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", DOCKER_HUB}
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?")
 
 
@@ -94,12 +102,18 @@ def parse_reference(text: str, *, default_registry: str | None = DOCKER_HUB) -> 
         if "/" not in repository:
             repository = f"library/{repository}"
     if not repository or not all(_COMPONENT.fullmatch(part) for part in repository.split("/")):
-        raise UsageError(f"parsing reference {original!r}: invalid repository name")
+        raise UsageError(f"parsing reference {original!r}: repository names must be lowercase "
+                         "letters, digits and separators")
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, repository, tag, digest)
 
 
-def api_host(registry: str) -> str:
-    """The host that serves the registry API (Docker Hub's differs from its name)."""
-    return "registry-1.docker.io" if registry == DOCKER_HUB else registry
+def normalize_name(name: str) -> str:
+    """The store's name for ``name``: "app" -> "localhost/app:latest", "quay.io/x/y" ->
+    "quay.io/x/y:latest", "docker.io/x" -> "docker.io/library/x:latest", and
+    "app@sha256:..." -> "localhost/app@sha256:..." (a digest replaces the tag)."""
+    ref = parse_reference(name.strip(), default_registry=LOCAL_REGISTRY)
+    if ref.digest:
+        return f"{ref.name}@{ref.digest}"
+    return f"{ref.name}:{ref.tag}"

@@ -44,56 +44,12 @@ from builder.image.spec import (
     Index,
     Manifest,
 )
+from builder.reference import is_qualified, normalize_name
 
-DEFAULT_REGISTRY = "localhost"
 GC_PENDING = "gc.pending"  # a gc skipped while pins were held, left to the last pin
-DOCKER_HUB = "docker.io"
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{3,64}$")
 _PROCESS_DIR = re.compile(r"^(\d+)\.(\d+)$")
 _WAIT_STEP = 0.05
-
-
-def normalize_name(name: str) -> str:
-    """The one rule for image names: a registry and a tag (or digest) are always present.
-
-    "app" -> "localhost/app:latest", "app:1.0" -> "localhost/app:1.0",
-    "quay.io/x/y" -> "quay.io/x/y:latest", "docker.io/x" -> "docker.io/library/x:latest".
-    """
-    original = name
-    name = name.strip()
-    digest = ""
-    if "@" in name:
-        name, _, digest = name.partition("@")
-        if not is_digest(digest):
-            raise UsageError(f"parsing image name {original!r}: invalid digest {digest!r}")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        domain, path = first, rest
-    else:
-        domain, path = DEFAULT_REGISTRY, name
-    tag = ""
-    last_slash = path.rfind("/")
-    colon = path.rfind(":")
-    if colon > last_slash:
-        path, tag = path[:colon], path[colon + 1:]
-        if not _TAG.match(tag):
-            raise UsageError(f"parsing image name {original!r}: invalid tag {tag!r}")
-    if domain == "index.docker.io":
-        domain = DOCKER_HUB
-    if domain == DOCKER_HUB and "/" not in path:
-        path = "library/" + path
-    if not _NAME.match(path):
-        raise UsageError(
-            f"parsing image name {original!r}: repository names must be lowercase "
-            "letters, digits and separators"
-        )
-    if digest:
-        return f"{domain}/{path}@{digest}"
-    return f"{domain}/{path}:{tag or 'latest'}"
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -412,7 +368,7 @@ class Store:
             matches = _by_id_prefix(images, ref)
             if matches:
                 return _one(matches, ref)
-        if name is not None and not _is_qualified(ref):
+        if name is not None and not is_qualified(ref):
             # a short name also matches the same repository path on any registry
             want = "/" + name.partition("/")[2]
             if want.startswith("/library/"):
@@ -564,7 +520,7 @@ class Store:
                 diff_id.partition(":")[2] for record in self.images()
                 for diff_id in record.config.diff_ids}
             if (self.root / "containers").is_dir():
-                from builder.containers import list_containers
+                from builder.store.containers import list_containers
 
                 needed |= {diff_id.partition(":")[2] for c in list_containers(self)
                            for _, diff_id, _ in c.layers}
@@ -582,7 +538,7 @@ class Store:
         """Blobs working containers are built on (kept even when their image is gone)."""
         if not (self.root / "containers").is_dir():
             return set()
-        from builder.containers import list_containers
+        from builder.store.containers import list_containers
 
         return {digest for container in list_containers(self)
                 for digest, _, _ in container.layers}
@@ -714,11 +670,6 @@ def _unmount_below(path: Path) -> None:
 def _unescape(field: str) -> str:
     """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _is_qualified(ref: str) -> bool:
-    first, slash, _ = ref.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def _by_id_prefix(images: list[ImageRecord], prefix: str) -> list[ImageRecord]:

@@ -224,7 +224,7 @@ def _check_name(name: str) -> None:
 def _resolve_image(store: Store, image: str, pull: str,
                    options: RegistryOptions | None) -> ImageRecord:
     from builder.errors import ImageNotFound
-    from builder.transports import import_image, parse_transport
+    from builder.store.transports import import_image, parse_transport
 
     if pull not in ("missing", "always", "never"):
         raise UsageError(f"checking --pull: unknown policy {pull!r} (missing, always or never)")
