@@ -15,14 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import builder.cache.index  # noqa: F401 - registers the build cache's gc roots
+from builder import replay
 from builder.errors import StepError
+from builder.store import Store
 from builder.store.containers import ConfigChanges
 
 if TYPE_CHECKING:
     from builder.registry.client import RegistryOptions
-    from builder.store import Store
 
-from builder import __all__ as __all__  # the one list of public names lives there
+# the public names; ``builder`` re-exports exactly these (a test holds the two equal)
+__all__ = [
+    "BuildRequest",
+    "CommitOptions",
+    "ConfigChanges",
+    "CopyOptions",
+    "FromOptions",
+    "RunOptions",
+    "Session",
+    "WorkingContainer",
+]
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,7 @@ class Session:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  driver: str | None = None) -> None:
-        from builder.cli import default_root
-        from builder.store import Store
-
-        self.store: Store = Store(Path(root) if root is not None else default_root())
+        self.store: Store = Store(Path(root if root is not None else replay.default_root()))
         self.driver = driver
 
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
@@ -122,14 +131,16 @@ class Session:
 
     def push(self, image: str, dest: str, options: RegistryOptions | None = None) -> str:
         """Push a stored image to ``[docker://]host/repo[:tag]``; the manifest digest."""
-        from builder.registry.client import RegistryOptions, push_image
+        from builder.registry.client import RegistryOptions
+        from builder.store.transports import push_image
 
         return push_image(self.store, image, dest.removeprefix("docker://"),
                           options or RegistryOptions())
 
     def pull(self, ref: str, options: RegistryOptions | None = None) -> str:
         """Pull an image into the store; its image ID."""
-        from builder.registry.client import RegistryOptions, pull_image
+        from builder.registry.client import RegistryOptions
+        from builder.store.transports import pull_image
 
         return pull_image(self.store, ref.removeprefix("docker://"),
                           options or RegistryOptions(), quiet=True).id

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from builder.errors import UsageError
 from builder.instructions import model as m
+from builder.source import Finding
 
 __all__ = ["RULES", "Rule", "check_rule_names", "lint_containerfile", "rules_from_directive"]
 
-Check = Callable[[m.Containerfile, Path | None], Iterable[m.Warning]]
+Check = Callable[[m.Containerfile, Path | None], Iterable[Finding]]
 _DOCS = "https://docs.docker.com/go/dockerfile/rule/"
 
 
@@ -38,12 +39,12 @@ def _instructions(cf: m.Containerfile) -> Iterator[tuple[m.Stage, m.Instruction]
             yield stage, instruction
 
 
-def _warning(rule: str, message: str, instruction: m.Instruction) -> m.Warning:
-    return m.Warning(rule, message, instruction.location)
+def _warning(rule: str, message: str, instruction: m.Instruction) -> Finding:
+    return Finding(rule, message, instruction.location)
 
 
 def _parser_rule(name: str) -> Check:
-    def check(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+    def check(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
         return (w for w in cf.warnings if w.rule == name)
 
     return check
@@ -54,7 +55,7 @@ def _port_number(port: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def _privileged_ports(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _privileged_ports(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for _, i in _instructions(cf):
         if isinstance(i, m.ExposeInstruction):
             for port in i.ports:
@@ -65,7 +66,7 @@ def _privileged_ports(cf: m.Containerfile, context: Path | None) -> Iterator[m.W
                                    "in the container", i)
 
 
-def _final_user(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _final_user(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     final = cf.stages[-1]
     users = [i for i in final.instructions if isinstance(i, m.UserInstruction)]
     if not users:
@@ -77,7 +78,7 @@ def _final_user(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning
                        users[-1])
 
 
-def _unpinned_base(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _unpinned_base(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     stage_names = set()
     for stage in cf.stages:
         image = stage.base.image
@@ -91,7 +92,7 @@ def _unpinned_base(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warn
             stage_names.add(stage.name)
 
 
-def _relative_workdir(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _relative_workdir(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for stage in cf.stages:
         absolute = False
         for i in stage.instructions:
@@ -119,7 +120,7 @@ def _run_text(i: m.RunInstruction) -> str:
     return " ".join(i.command.args) + "".join(doc.body for doc in i.heredocs)
 
 
-def _package_cleanup(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _package_cleanup(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for _, i in _instructions(cf):
         if not isinstance(i, m.RunInstruction) or any("type=cache" in x for x in i.mounts):
             continue
@@ -131,7 +132,7 @@ def _package_cleanup(cf: m.Containerfile, context: Path | None) -> Iterator[m.Wa
                                "keeps the package lists in the layer", i)
 
 
-def _consecutive_runs(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _consecutive_runs(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for stage in cf.stages:
         previous: m.Instruction | None = None
         for i in stage.instructions:
@@ -147,7 +148,7 @@ def _consecutive_runs(cf: m.Containerfile, context: Path | None) -> Iterator[m.W
 _CD = re.compile(r"\s*cd\s+(\S+)\s*(?:&&|;)")
 
 
-def _cd_in_run(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _cd_in_run(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for _, i in _instructions(cf):
         if isinstance(i, m.RunInstruction) and not i.command.is_exec and i.command.args:
             match = _CD.match(i.command.args[0])
@@ -169,7 +170,7 @@ def _excludes_git(ignore: Path) -> bool:
     return False
 
 
-def _ignore_file(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warning]:
+def _ignore_file(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     if context is None:
         return
     name = Path(cf.path).name
@@ -180,7 +181,7 @@ def _ignore_file(cf: m.Containerfile, context: Path | None) -> Iterator[m.Warnin
     if not any(_excludes_git(c) for c in present):
         where = "no .containerignore or .dockerignore" if not present else (
             f"{present[0].name} does not exclude .git")
-        yield m.Warning("IgnoreFileMissingGit",
+        yield Finding("IgnoreFileMissingGit",
                         f"context {context}: {where}; the repository history is sent with "
                         "the context and may end up in images", None)
 
@@ -229,14 +230,14 @@ def rules_from_directive(value: str | None) -> tuple[str, ...]:
 
 def lint_containerfile(
     cf: m.Containerfile, context: Path | None = None, skip: Iterable[str] = ()
-) -> list[m.Warning]:
+) -> list[Finding]:
     """Every warning of every rule not in ``skip``, in rule order then source order."""
     skip = set(skip)
     check_rule_names(skip)
-    found: list[m.Warning] = []
+    found: list[Finding] = []
     for rule in RULES:
         if rule.name not in skip:
-            found += [w if w.url or not rule.url else m.Warning(w.rule, w.message, w.location,
+            found += [w if w.url or not rule.url else Finding(w.rule, w.message, w.location,
                                                                  rule.url)
                       for w in rule.check(cf, context)]
     return found

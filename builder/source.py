@@ -24,6 +24,17 @@ class Location:
         return f"{self.file}:{self.span.line}:{self.span.column}"
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A warning about a place in a Containerfile (a lint rule or the parser's); never
+    raised."""
+
+    rule: str
+    message: str
+    location: Location | None
+    url: str | None = None
+
+
 def render_excerpt(text: str, location: Location) -> str:
     """The offending source line with a caret under the column, as compilers print it."""
     lines = text.splitlines()

@@ -20,15 +20,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "builder"
 # Layers, lowest first. A module may import from its own layer or lower ones; the
 # first prefix that matches a module decides its layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("builder.errors", "builder.source", "builder.platform", "builder.globs", "builder.replay"),
+    ("builder.errors", "builder.source", "builder.platform", "builder.reference",
+     "builder.globs", "builder.replay", "builder.rootfs.paths"),
     ("builder.syntax",),
     ("builder.instructions", "builder.ignore"),
     ("builder.lint", "builder.plan", "builder.context"),
     ("builder.image",),
     ("builder.rootfs",),
+    # what steps do to a root file system: run in the sandbox, copy, config edits
+    ("builder.executor.users", "builder.executor.config", "builder.executor.output",
+     "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts"),
     ("builder.registry",),
-    ("builder.store", "builder.containers", "builder.transports", "builder.manifests",
-     "builder.check"),
+    ("builder.store",),
     ("builder.cache",),
     ("builder.executor",),
     ("builder.api", "builder.commands", "builder.cli", "builder.__main__"),

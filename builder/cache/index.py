@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from builder.image.layer import Layer
 from builder.image.spec import Descriptor, History
+from builder.store.store import Store, register_gc_roots
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -28,15 +29,14 @@ class CacheEntry:
     """What one step produced."""
 
     history: History
-    layer: Descriptor | None = None
-    diff_id: str | None = None
+    layer: Layer | None = None
     stored: float = 0.0  # when the step ran (seconds since the epoch)
 
     def to_json(self) -> bytes:
         return json.dumps({
             "history": self.history.to_json(),
-            "layer": self.layer.to_json() if self.layer else None,
-            "diffID": self.diff_id,
+            "layer": self.layer.descriptor().to_json() if self.layer else None,
+            "diffID": self.layer.diff_id if self.layer else None,
             "stored": self.stored,
         }, sort_keys=True, separators=(",", ":")).encode()
 
@@ -44,9 +44,10 @@ class CacheEntry:
     def from_json(cls, data: bytes) -> CacheEntry:
         raw = json.loads(data)
         layer = raw.get("layer")
+        diff_id = raw.get("diffID")
         return cls(History.from_json(raw["history"]),
-                   Descriptor.from_json(layer) if layer else None,
-                   raw.get("diffID"), float(raw.get("stored") or 0))
+                   Layer.of(Descriptor.from_json(layer), diff_id) if layer and diff_id else None,
+                   float(raw.get("stored") or 0))
 
 
 def steps_dir(store_root: Path) -> Path:
@@ -66,7 +67,7 @@ def claim(key: str) -> Iterator[None]:
 class CacheIndex:
     """Lookups and records of cached steps in one store."""
 
-    def __init__(self, store: Any, *, ttl: float | None = None) -> None:
+    def __init__(self, store: Store, *, ttl: float | None = None) -> None:
         self.store = store
         self.dir = steps_dir(store.root)
         self.ttl = ttl
@@ -110,36 +111,17 @@ def _entries(store_root: Path) -> Iterator[tuple[Path, CacheEntry | None]]:
             yield path, None
 
 
-def referenced_blobs(store: Any) -> set[str]:
-    """Layer blobs cache entries use (garbage collection may keep them)."""
-    return {e.layer.digest for _, e in _entries(store.root) if e is not None and e.layer}
+class _CacheRoots:
+    """Garbage collection keeps the layer blobs of cached steps (their extracted layers
+    go with ``prune``)."""
+
+    directory = "cache"
+
+    def blobs(self, store: Store) -> set[str]:
+        return {e.layer.digest for _, e in _entries(store.root) if e is not None and e.layer}
+
+    def layers(self, store: Store) -> set[str]:
+        return set()
 
 
-def prune_cache(store: Any) -> int:
-    """Remove every cache entry, the stat caches and the layer blobs only the cache
-    used; bytes freed. Cache mount contents are left alone."""
-    freed = 0
-    used_by_images: set[str] = set()
-    for record in store.images():
-        used_by_images.update(d.digest for d in record.manifest.layers)
-        used_by_images.add(record.manifest.config.digest)
-    blobs: set[str] = set()
-    for path, entry in list(_entries(store.root)):
-        if entry is not None and entry.layer is not None:
-            blobs.add(entry.layer.digest)
-        with contextlib.suppress(OSError):
-            freed += path.stat().st_size
-            path.unlink()
-    stat_dir = Path(store.root) / "cache" / "stat"
-    for name in os.listdir(stat_dir) if stat_dir.is_dir() else []:
-        with contextlib.suppress(OSError):
-            freed += (stat_dir / name).stat().st_size
-            (stat_dir / name).unlink()
-    with store.lock():
-        for digest in blobs - used_by_images - store.container_blobs():
-            path = store.layout.blob_path(digest)
-            with contextlib.suppress(OSError):
-                size = path.stat().st_size
-                store.layout.remove_blob(digest)
-                freed += size
-    return freed
+register_gc_roots(_CacheRoots())

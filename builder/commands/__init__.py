@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 
 def key_values(values: list[str], flag: str) -> dict[str, str]:
     """``KEY=VALUE`` arguments of a repeatable flag, e.g. ``--label``, as a dict."""
@@ -14,3 +16,19 @@ def key_values(values: list[str], flag: str) -> dict[str, str]:
             raise UsageError(f"parsing {flag} {raw!r}: expected KEY=VALUE")
         out[key] = value
     return out
+
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from builder.store import Store
+
+
+def open_store(root: Path, *, recover: bool = True) -> Store:
+    """The store at ``root``, with the modules that keep blobs and layers alive in it
+    (working containers, the build cache) loaded, so garbage collection knows them."""
+    import builder.cache.index  # noqa: F401 - registers the build cache's roots
+    import builder.store.containers  # noqa: F401 - registers working containers' roots
+    from builder.store import Store
+
+    return Store(root, recover=recover)

@@ -131,10 +131,10 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
+    from builder.commands import open_store
     from builder.errors import PybuildError, UsageError
     from builder.executor.build import LineWriter, build
     from builder.executor.output import Progress
-    from builder.store import Store
 
     path = _find_file(args.file)
     services = load_services(path)
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             raise UsageError(f"baking: no service with a build section named {unknown[0]!r}")
         services = [s for s in services if s.name in args.services]
     prepared = [(s, _options(s, args, options.storage_driver)) for s in services]
-    store = Store(options.root)
+    store = open_store(options.root)
     out = LineWriter(sys.stdout)
 
     class Prefixed(Progress):
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         service, build_options = item
         result = build(store, build_options, Prefixed(service.name))
         if args.push:
-            from builder.registry.client import push_image
+            from builder.store.transports import push_image
 
             for tag in service.tags:
                 push_image(store, tag, tag)

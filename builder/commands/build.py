@@ -196,10 +196,10 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
           progress: Any) -> None:
     """Push the tags (the image) and the --manifest list to their registries."""
     from builder.errors import UsageError
-    from builder.registry.client import push_image
     from builder.registry.flags import registry_options
     from builder.store import normalize_name
     from builder.store.manifests import push_manifest_list
+    from builder.store.transports import push_image
 
     if not tags and not args.manifest:
         raise UsageError("checking --push: nothing to push: name the image with -t "
@@ -226,13 +226,13 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.context import open_context, read_containerfile
     from builder.errors import UsageError
     from builder.executor.build import BuildOptions, build_platforms
     from builder.executor.output import Progress
     from builder.plan.args import parse_build_args
     from builder.registry.flags import registry_options
-    from builder.store import Store
 
     fmt = args.format or os.environ.get("BUILDAH_FORMAT") or "oci"
     if fmt not in ("oci", "docker"):
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         pull=pull,
         registry=functools.partial(registry_options, args),
     )
-    store = Store(options.root)
+    store = open_store(options.root)
     progress = Progress(quiet=args.quiet)
     results = build_platforms(store, build_options, platforms, progress, args.manifest)
     if args.push:

@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
     from builder.store.check import check_store, repair_store
 
-    store = Store(options.root, recover=False)
+    store = open_store(options.root, recover=False)
     if args.repair:
         for line in repair_store(store):
             print(line)

@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     import json
 
-    from builder.store import Store
+    from builder.commands import open_store
     from builder.store.containers import list_containers
 
-    containers = list_containers(Store(options.root))
+    containers = list_containers(open_store(options.root))
     if args.json:
         print(json.dumps([{
             "id": c.id, "builder": True, "imageid": c.image_id.removeprefix("sha256:"),

@@ -78,9 +78,9 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
 
-    store = Store(options.root)
+    store = open_store(options.root)
     return int(_COMMANDS[args.command](store, args, options))
 
 
@@ -187,14 +187,14 @@ def run_in_working_container(args: argparse.Namespace, options: GlobalOptions) -
     Takes the namespace ``builder.commands.run`` parses (image, cmd, user,
     workingdir, env, volume, network, isolation, hostname, interactive).
     """
-    from builder.store import Store
+    from builder.commands import open_store
     from builder.store.containers import parse_volume, run_container
 
     argv = list(args.cmd)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     return run_container(
-        Store(options.root), args.image, argv, user=args.user, workdir=args.workingdir,
+        open_store(options.root), args.image, argv, user=args.user, workdir=args.workingdir,
         env=args.env, network=args.network, mounts=[parse_volume(v) for v in args.volume],
         isolation=args.isolation, hostname=args.hostname if args.hostname != "pybuild" else None,
         stdin=args.interactive,

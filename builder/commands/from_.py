@@ -23,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.registry.flags import registry_options
-    from builder.store import Store
     from builder.store.containers import create_container
 
     container = create_container(
-        Store(options.root), args.image, name=args.name, pull=args.pull,
+        open_store(options.root), args.image, name=args.name, pull=args.pull,
         driver=options.storage_driver,
         registry_options=registry_options(args, platform=args.platform),
     )

@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
 
-    records = Store(options.root).images()
+    records = open_store(options.root).images()
     if args.json:
         import json
 

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
     from builder.store.transports import parse_transport, read_image
 
     if parse_transport(args.image)[0] == "docker":
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     if args.type == "container":
         from builder.store.containers import inspect_container
 
-        data = inspect_container(Store(options.root), args.image)
+        data = inspect_container(open_store(options.root), args.image)
     else:
-        data = inspect_data(read_image(Store(options.root), args.image))
+        data = inspect_data(read_image(open_store(options.root), args.image))
     if args.format is None:
         print(json.dumps(data, indent=4))
     else:

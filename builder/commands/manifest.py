@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
 
-    return _ACTIONS[args.action](Store(options.root), args)
+    return _ACTIONS[args.action](open_store(options.root), args)
 
 
 def _create(store: Store, args: argparse.Namespace) -> int:

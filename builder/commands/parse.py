@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
-    from builder.instructions.model import Containerfile, Warning
+    from builder.instructions.model import Containerfile
+    from builder.source import Finding
 
 __all__ = ["add_arguments", "format_warning", "read_containerfile", "run"]
 
@@ -52,7 +53,7 @@ def read_containerfile(file: str | None, context: str | None) -> tuple[str, byte
     raise ContextError(f"looking for {wanted} in {base}: no such file")
 
 
-def format_warning(warning: Warning, path: str) -> str:
+def format_warning(warning: Finding, path: str) -> str:
     where = str(warning.location) if warning.location else path
     return f"{where}: warning: {warning.rule}: {warning.message}"
 

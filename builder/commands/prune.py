@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.commands.images import human_size
-    from builder.store import Store
 
-    store = Store(options.root)
+    store = open_store(options.root)
     pruned = store.prune(all_layers=args.all)
     for image_id in pruned.images:
         print(f"deleted image {image_id.removeprefix('sha256:')[:12]}")

@@ -26,18 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.registry.flags import registry_options
-    from builder.store import Store
     from builder.store.transports import parse_transport
 
-    store = Store(options.root)
+    store = open_store(options.root)
     transport, rest = parse_transport(args.source)
     if transport not in ("docker", "store"):
         from builder.store.transports import import_image
 
         record = import_image(store, args.source, [])
     else:
-        from builder.registry.client import pull_image
+        from builder.store.transports import pull_image
 
         if not args.quiet:
             print(f"Trying to pull {args.source}...", file=sys.stderr)

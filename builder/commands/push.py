@@ -31,11 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.registry.flags import registry_options
-    from builder.store import Store, normalize_name
+    from builder.store import normalize_name
     from builder.store.transports import parse_transport
 
-    store = Store(options.root)
+    store = open_store(options.root)
     dest = args.destination or normalize_name(args.image)
     transport, rest = parse_transport(dest)
     if transport not in ("docker", "store"):
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
         print(export_image(store, args.image, dest, format=args.format))
         return 0
-    from builder.registry.client import push_image
+    from builder.store.transports import push_image
 
     def report(line: str) -> None:
         print(line, file=sys.stderr)

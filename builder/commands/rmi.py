@@ -18,12 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.errors import PybuildError, UsageError
-    from builder.store import Store
 
     if args.all == bool(args.images):
         raise UsageError("removing images: name at least one image, or use --all (not both)")
-    store = Store(options.root)
+    store = open_store(options.root)
     refs = [record.manifest_digest for record in store.images()] if args.all else args.images
     failures: list[PybuildError] = []
     for ref in dict.fromkeys(refs):

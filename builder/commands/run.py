@@ -23,13 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands import open_store
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
-    from builder.store import Store
     from builder.store.containers import is_container, parse_volume
 
-    store = Store(options.root)
+    store = open_store(options.root)
     if is_container(store, args.image):
         from builder.commands.ctr import run_in_working_container
 
@@ -42,13 +42,11 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         raise UsageError(f"running {args.image}: no command given and the image has none")
     env = list(config.env or [])
     env += [item if "=" in item else f"{item}=" for item in args.env]
-    layers = [(d.digest, diff_id, d.media_type)
-              for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
     spec = RunSpec(
         argv=argv, env=env, cwd=args.workingdir or config.working_dir or "/",
         user=config.user if args.user is None else args.user, hostname=args.hostname,
         network=args.network, mounts=tuple(parse_volume(v) for v in args.volume),
         stdin=args.interactive, isolation=args.isolation,
     )
-    with Workspace.create(store, layers, driver=options.storage_driver) as workspace:
+    with Workspace.create(store, record.layers, driver=options.storage_driver) as workspace:
         return run_in_sandbox(workspace.root, spec)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
 
-    Store(options.root).tag(args.image, *args.names)
+    open_store(options.root).tag(args.image, *args.names)
     return 0

@@ -42,7 +42,8 @@ from builder.executor.config import DEFAULT_PATH
 from builder.executor.copier import SourceTree, context_tree
 from builder.executor.output import Progress
 from builder.executor.stage import StageExecutor, StageResult
-from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
+from builder.image.layer import Layer
+from builder.image.spec import ContainerConfig, ImageConfig
 from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
 from builder.plan.args import platform_args, unconsumed
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
@@ -232,9 +233,9 @@ class BuildState:
             if ref.image not in self._image_roots:
                 from builder.rootfs.workspace import Workspace
 
-                _, layers, triples = self.base_image(ref.image, None)
+                _, layers = self.base_image(ref.image, None)
                 self._image_roots[ref.image] = Workspace.create(
-                    self.store, triples, driver=self.options.driver)
+                    self.store, layers, driver=self.options.driver)
             return Path(self._image_roots[ref.image].root)
 
     def root_by_name(self, name: str) -> Path:
@@ -246,22 +247,18 @@ class BuildState:
         return self.root_of(StageRef(image=name))
 
     def base_image(self, name: str, base: FromInstruction | None
-                   ) -> tuple[ImageConfig, list[Any], list[tuple[str, str, str]]]:
-        """Config, layer descriptors and layer triples of a base image ("scratch": none)."""
+                   ) -> tuple[ImageConfig, list[Layer]]:
+        """Config and layers of a base image ("scratch": none)."""
         platform = self.options.platform
         if name.lower() == SCRATCH:
             config = ImageConfig(architecture=platform.architecture, os=platform.os,
                                  variant=platform.variant or None,
                                  config=ContainerConfig(env=[DEFAULT_PATH]))
-            return config, [], []
+            return config, []
         record = self.find_image(name, base)
         with self._lock:
             self._image_digests[name] = record.manifest_digest
-        config = copy.deepcopy(record.config)
-        layers: list[Descriptor] = list(record.manifest.layers)
-        triples = [(d.digest, diff_id, d.media_type) for d, diff_id in
-                   zip(layers, config.diff_ids, strict=False)]
-        return config, list(layers), triples
+        return copy.deepcopy(record.config), record.layers
 
     def find_image(self, name: str, base: FromInstruction | None) -> Any:
         """The stored image ``name`` names, pulled first as the pull policy says (once
@@ -300,7 +297,8 @@ class BuildState:
             return local
         if local is not None and policy == "missing":
             return local
-        from builder.registry.client import pull_image, remote_digest
+        from builder.registry.client import remote_digest
+        from builder.store.transports import pull_image
 
         registry = self.registry_options()
         if local is not None and policy == "newer":
@@ -412,9 +410,7 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
             _run_stages(state, options.jobs or os.cpu_count() or 1)
             final = state.results[plan.target.index]
             if options.squash:
-                from builder.cache.squash import squash
-
-                squash(state, final, everything=options.squash == "all")
+                _squash(state, final, everything=options.squash == "all")
             record = _commit(state, final)
             committed = True
             if state.remote is not None:
@@ -558,7 +554,6 @@ class LineWriter:
 
 def _commit(state: BuildState, final: StageResult) -> Any:
     """Write the target stage's config and manifest and apply the tags."""
-    from builder.image.commit import commit_image
     from builder.store import normalize_name
 
     options = state.options
@@ -575,11 +570,43 @@ def _commit(state: BuildState, final: StageResult) -> Any:
         config.config.labels = {**(config.config.labels or {}), **options.labels}
     names = [normalize_name(tag) for tag in options.tags]
     state.progress.commit(names[0] if names else "")
-    record = commit_image(
-        state.store, config, final.layers, format=options.format,
-        annotations=dict(options.annotations) or None, names=names,
-    )
+    record = state.store.commit(config, final.layers, format=options.format,
+                               annotations=dict(options.annotations) or None, names=names)
     state.progress.image(record.id)
     for name in names:
         state.progress.tagged(name)
     return record
+
+
+def _squash(state: BuildState, final: StageResult, *, everything: bool) -> None:
+    """Replace the layers the target stage added (``everything``: all layers) with one
+    layer of their combined changes."""
+    from builder.image.layer import write_layer
+    from builder.image.squash import squashed_config
+    from builder.rootfs.workspace import Workspace
+
+    base_count = 0 if everything else _base_layer_count(state, final)
+    if len(final.layers) - base_count <= 1 and not everything:
+        return
+    final.drop_workspace()
+    kept, merged = final.layers[:base_count], final.layers[base_count:]
+    with Workspace.create(state.store, kept, driver=state.options.driver) as workspace:
+        for layer in merged:
+            workspace.apply(layer)
+        entries = workspace.changes()
+        squashed = write_layer(entries, state.store.layout,
+                               compression=state.options.compression,
+                               timestamp=state.options.timestamp,
+                               format=state.layer_format) if entries else None
+    final.config = squashed_config(final.config, kept, squashed)
+    final.layers = [*kept, *([squashed] if squashed else [])]
+
+
+def _base_layer_count(state: BuildState, final: StageResult) -> int:
+    """How many layers the target stage's base had."""
+    ref = final.plan.base
+    if ref.stage is not None:
+        return len(state.results[ref.stage].layers)
+    assert ref.image is not None
+    _, layers = state.base_image(ref.image, None)
+    return len(layers)

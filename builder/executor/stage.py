@@ -32,7 +32,7 @@ from builder.executor.copier import (
     lookup_owner,
     planned_entries,
 )
-from builder.image.spec import Descriptor, History, ImageConfig
+from builder.image.spec import History, ImageConfig
 from builder.instructions import model as m
 from builder.plan.args import ArgScope
 from builder.plan.graph import StagePlan, StageRef
@@ -41,7 +41,7 @@ from builder.source import Location
 if TYPE_CHECKING:
     from builder.cache.index import CacheEntry
     from builder.executor.build import BuildState
-    from builder.image.layer import LayerEntry, LayerResult
+    from builder.image.layer import Layer, LayerEntry
     from builder.rootfs.workspace import Workspace
 
 _FS_STEPS = (m.CopyInstruction, m.RunInstruction, m.WorkdirInstruction)
@@ -56,7 +56,7 @@ class StageResult:
     store: Any
     driver: str | None
     config: ImageConfig
-    layers: list[LayerResult | Descriptor] = field(default_factory=list)  # bottom first
+    layers: list[Layer] = field(default_factory=list)  # bottom first
     key: str = ""  # cache key of the last step
     workspace: Workspace | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -71,8 +71,7 @@ class StageResult:
 
         with self._lock:
             if self.workspace is None:
-                self.workspace = Workspace.create(self.store, self.layer_triples(),
-                                                  driver=self.driver)
+                self.workspace = Workspace.create(self.store, self.layers, driver=self.driver)
             return self.workspace
 
     def drop_workspace(self) -> None:
@@ -88,9 +87,6 @@ class StageResult:
 
         return layers_identity(self.config.diff_ids)
 
-    def layer_triples(self) -> list[tuple[str, str, str]]:
-        return [(x.digest, diff_id, x.media_type)
-                for x, diff_id in zip(self.layers, self.config.diff_ids)]
 
 
 class StageExecutor:
@@ -181,7 +177,7 @@ class StageExecutor:
             key = parent.key
         else:
             assert ref.image is not None
-            config, layers, _ = self.build.base_image(ref.image, base)
+            config, layers = self.build.base_image(ref.image, base)
             key = step_key("FROM", self.build.image_digest(ref.image), config.diff_ids)
         result = StageResult(self.plan, self.build.store, self.build.options.driver, config,
                              layers, key)
@@ -224,19 +220,18 @@ class StageExecutor:
 
     def stack(self, entry: CacheEntry) -> None:
         """Put a cached step's layer on top of the stage."""
-        assert entry.layer is not None and entry.diff_id is not None
+        assert entry.layer is not None
         self.result.drop_workspace()
         self.result.layers.append(entry.layer)
-        self.result.config.diff_ids.append(entry.diff_id)
+        self.result.config.diff_ids.append(entry.layer.diff_id)
 
-    def remember(self, key: str, history: History, layer: LayerResult | None) -> CacheEntry:
+    def remember(self, key: str, history: History, layer: Layer | None) -> CacheEntry:
         """Record a step that ran under ``key``."""
         import time
 
         from builder.cache.index import CacheEntry
 
-        descriptor = Descriptor(layer.media_type, layer.digest, layer.size) if layer else None
-        entry = CacheEntry(history, descriptor, layer.diff_id if layer else None, time.time())
+        entry = CacheEntry(history, layer, time.time())
         self.build.record(key, entry)
         self.build.progress.using_cache(key, hit=False)
         return entry
@@ -314,7 +309,7 @@ class StageExecutor:
         self.result.config.history.append(history)
         return self.remember(key, history, layer)
 
-    def add_layer(self, entries: list[LayerEntry], from_workspace: bool = True) -> LayerResult:
+    def add_layer(self, entries: list[LayerEntry], from_workspace: bool = True) -> Layer:
         """Write the changes as the stage's next layer and make it the workspace's base
         (entries planned without a workspace leave it to be assembled when needed)."""
         from builder.image.layer import write_layer

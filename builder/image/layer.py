@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from builder.errors import ImageError, LayerError
 from builder.image.compress import open_compressor
@@ -26,6 +27,7 @@ from builder.image.spec import (
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_LAYER_ZSTD,
+    Descriptor,
 )
 
 WHITEOUT_PREFIX = ".wh."
@@ -72,11 +74,46 @@ class LayerEntry:
 
 
 @dataclass(frozen=True)
-class LayerResult:
+class Layer:
+    """A layer of an image: its blob (digest, size, media type) and the digest of its
+    uncompressed tar (diff_id), the one value every part of pybuild passes around."""
+
     digest: str
     diff_id: str
     size: int
     media_type: str
+    # what a base image's descriptor said besides, kept for the images made from it
+    annotations: dict[str, str] | None = field(default=None, compare=False)
+    urls: tuple[str, ...] | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, descriptor: Descriptor, diff_id: str) -> Layer:
+        return cls(descriptor.digest, diff_id, descriptor.size, descriptor.media_type,
+                   descriptor.annotations, tuple(descriptor.urls) if descriptor.urls else None)
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size,
+                          annotations=dict(self.annotations) if self.annotations else None,
+                          urls=list(self.urls) if self.urls else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.descriptor().to_json(), "diffID": self.diff_id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Layer:
+        diff_id = data.get("diffID")
+        if not isinstance(diff_id, str):
+            raise ImageError("reading layer: missing field 'diffID'")
+        return cls.of(Descriptor.from_json(data), diff_id)
+
+
+def image_layers(descriptors: Sequence[Descriptor], diff_ids: Sequence[str]) -> list[Layer]:
+    """The layers of an image from its manifest's descriptors and its config's diff_ids
+    (bottom first); ImageError when their counts differ."""
+    if len(descriptors) != len(diff_ids):
+        raise ImageError(f"reading image: {len(descriptors)} layers but {len(diff_ids)} "
+                         "diff_ids in its config")
+    return [Layer.of(d, diff_id) for d, diff_id in zip(descriptors, diff_ids)]
 
 
 def tree_entries(root: Path) -> list[LayerEntry]:
@@ -296,7 +333,7 @@ def write_layer(
     compression: str = "gzip",
     timestamp: int | None = None,
     format: str = "oci",
-) -> LayerResult:
+) -> Layer:
     """Write entries as one layer blob into layout; diff_id and digest in one pass."""
     media_type = _MEDIA_TYPES.get((format, compression))
     if media_type is None:
@@ -317,4 +354,4 @@ def write_layer(
             if abort is not None:
                 abort()
             raise
-    return LayerResult(blob.digest, diff_id, blob.size, media_type)
+    return Layer(blob.digest, diff_id, blob.size, media_type)

@@ -9,18 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from builder.source import Location
-
-
-@dataclass(frozen=True, slots=True)
-class Heredoc:
-    """A here-document attached to RUN, COPY or ADD."""
-
-    name: str
-    body: str
-    expand: bool = True  # False when the delimiter was quoted
-    chomp: bool = False  # <<- : leading tabs stripped
-    fd: int | None = None
+from builder.source import Finding, Location
+from builder.syntax.nodes import Heredoc as Heredoc  # a field of RUN, COPY and ADD
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +168,6 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Warning:
-    """A lint finding; never raised."""
-
-    rule: str
-    message: str
-    location: Location | None
-    url: str | None = None
-
-
-@dataclass(frozen=True)
 class Containerfile:
     """The typed result of parsing one Containerfile."""
 
@@ -196,4 +176,4 @@ class Containerfile:
     meta_args: tuple[ArgInstruction, ...]  # ARGs before the first FROM
     escape: str = "\\"
     syntax: str | None = None
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[Finding, ...] = ()

@@ -15,7 +15,7 @@ from typing import Any
 from builder.errors import InstructionError
 from builder.instructions import model as m
 from builder.instructions.flags import FlagSet
-from builder.source import Location
+from builder.source import Finding, Location
 from builder.syntax.nodes import Node, parse_nodes
 
 __all__ = ["KEYWORDS", "parse_containerfile", "parse_instruction"]
@@ -33,7 +33,7 @@ _SECURITY = ("sandbox", "insecure")
 class _Context:
     """What parsing one node needs: the node, its file, the warnings so far."""
 
-    def __init__(self, node: Node, path: str, warnings: list[m.Warning]) -> None:
+    def __init__(self, node: Node, path: str, warnings: list[Finding]) -> None:
         self.node = node
         self.path = path
         self.warnings = warnings
@@ -56,7 +56,7 @@ class _Context:
         }
 
     def warn(self, rule: str, message: str) -> None:
-        self.warnings.append(m.Warning(rule, message, self.location))
+        self.warnings.append(Finding(rule, message, self.location))
 
     def exactly_one(self) -> str:
         if len(self.node.args) != 1:
@@ -283,7 +283,7 @@ _PARSERS: dict[str, Callable[[_Context], m.Instruction]] = {
 }
 
 
-def parse_instruction(node: Node, path: str, warnings: list[m.Warning]) -> m.Instruction:
+def parse_instruction(node: Node, path: str, warnings: list[Finding]) -> m.Instruction:
     """The typed instruction of one node; warnings found are appended to ``warnings``."""
     context = _Context(node, path, warnings)
     parser = _PARSERS.get(context.keyword)

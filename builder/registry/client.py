@@ -3,8 +3,9 @@
 ``RegistryClient`` is one registry's endpoints (manifests, blobs, uploads,
 mounts) over a ``Transport`` with an ``Authenticator``. ``fetch_image`` and
 ``send_image`` move one image between a ``Layout`` and a repository, with
-retries and parallel blobs; ``pull_image`` / ``push_image`` / ``inspect_remote``
-add the store, registries.conf and credentials on top.
+retries and parallel blobs; ``resolve_candidates`` applies registries.conf to a
+name, and ``inspect_remote`` reads an image without storing it. Pulling into and
+pushing from the local store are ``builder.store.transports``' business.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from builder.image.spec import (
     MEDIA_OCI_MANIFEST,
 )
 from builder.platform import Platform, choose, parse_platform
-from builder.reference import DOCKER_HUB, Reference, parse_reference
+from builder.reference import DOCKER_HUB, Reference
 from builder.registry.auth import Authenticator
 from builder.registry.blobinfo import BlobInfo
 from builder.registry.credentials import Credentials, find_credentials, parse_creds
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
     import requests
 
     from builder.image.layout import Layout
-    from builder.store import ImageRecord, Store
 
 __all__ = [
     "RegistryClient",
@@ -70,8 +70,7 @@ __all__ = [
     "fetch_image",
     "in_context",
     "inspect_remote",
-    "pull_image",
-    "push_image",
+    "resolve_candidates",
     "remote_digest",
     "send_image",
 ]
@@ -574,7 +573,8 @@ def convert_manifest(manifest: bytes, format: str | None) -> bytes:
 # -- the public entry points -------------------------------------------------------------
 
 
-def _resolve(ref: str, options: RegistryOptions) -> list[tuple[Reference, Reference, bool]]:
+def resolve_candidates(ref: str, options: RegistryOptions
+                       ) -> list[tuple[Reference, Reference, bool]]:
     """(name to store, reference to fetch, insecure) candidates for ``ref``, in order."""
     from builder.registry.config import load_registries_conf
 
@@ -584,82 +584,6 @@ def _resolve(ref: str, options: RegistryOptions) -> list[tuple[Reference, Refere
         for endpoint in conf.endpoints(name):
             candidates.append((name, endpoint.reference, endpoint.insecure))
     return candidates
-
-
-def pull_image(store: Store, ref: str, options: RegistryOptions = RegistryOptions(), *,
-               quiet: bool = False) -> ImageRecord:
-    """Pull ``ref`` into ``store``; the stored image (named ``host/repo:tag``).
-
-    Candidates (mirrors, then the registry; for short names each search
-    registry) are tried in order; the first that has the image wins.
-    """
-    candidates = _resolve(ref, options)
-    transport = Transport()
-    progress = make_progress("Copying", quiet=quiet)
-    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
-    errors: list[PybuildError] = []
-    try:
-        with store.pin():
-            for name, source, insecure in candidates:
-                client = RegistryClient(
-                    source.registry, options, repository=source.repository,
-                    insecure=insecure, transport=transport,
-                )
-                try:
-                    result = fetch_image(
-                        client, source, store.layout, progress=progress, blob_info=blob_info
-                    )
-                except (RegistryNotFound, RegistryTransportError, AuthenticationError) as exc:
-                    if len(candidates) == 1:
-                        raise in_context(f"pulling {source}", exc) from exc
-                    errors.append(in_context(f"pulling {source}", exc))
-                    continue
-                except PybuildError as exc:
-                    raise in_context(f"pulling {source}", exc) from exc
-                stored = f"{name.name}@{name.digest}" if name.digest else str(name)
-                record = store.put_manifest(result.manifest, [stored])
-                blob_info.save()
-                return record
-    finally:
-        progress.close()
-        transport.close()
-    raise RegistryError(
-        f"pulling {ref}: no candidate worked: " + "; ".join(e.message for e in errors),
-        registry=errors[-1].registry if isinstance(errors[-1], RegistryError) else None,
-    )
-
-
-def push_image(store: Store, image: str, dest: str, options: RegistryOptions = RegistryOptions(),
-               *, digestfile: Path | None = None,
-               report: Callable[[str], None] | None = None) -> str:
-    """Push local ``image`` to ``dest`` (``[docker://]host/repo[:tag]``); the manifest digest."""
-    from builder.registry.config import load_registries_conf
-
-    record = store.lookup(image)
-    ref = parse_reference(dest)
-    conf = load_registries_conf(options.registries_conf)
-    conf.check_blocked(ref)
-    manifest = store.layout.read_blob(record.manifest_digest)
-    manifest = convert_manifest(manifest, options.format)
-    client = RegistryClient(
-        ref.registry, options, repository=ref.repository, insecure=conf.is_insecure(ref.registry)
-    )
-    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
-    progress = make_progress("Copying", quiet=report is None)
-    try:
-        digest = send_image(
-            client, ref, store.layout, manifest, blob_info=blob_info,
-            report=report or (lambda line: None), progress=progress,
-        )
-    except PybuildError as exc:
-        raise in_context(f"pushing to {ref}", exc) from exc
-    finally:
-        progress.close()
-        client.close()
-        blob_info.save()
-    if digestfile is not None:
-        digestfile.write_text(digest, encoding="utf-8")
-    return digest
 
 
 def search_registry(
@@ -685,7 +609,7 @@ def search_registry(
 def inspect_remote(ref: str, options: RegistryOptions = RegistryOptions(), *,
                    raw: bool = False) -> dict[str, Any] | bytes:
     """A remote image's manifest (``raw``) or a skopeo-inspect-like summary."""
-    name, source, insecure = _resolve(ref, options)[0]
+    name, source, insecure = resolve_candidates(ref, options)[0]
     client = RegistryClient(
         source.registry, options, repository=source.repository, insecure=insecure
     )
@@ -724,7 +648,7 @@ def inspect_remote(ref: str, options: RegistryOptions = RegistryOptions(), *,
 def remote_digest(ref: str, options: RegistryOptions) -> str:
     """The digest of the manifest a pull of ``ref`` would fetch for ``options.platform``
     (one HEAD request, plus a GET when the name points at an index)."""
-    _, source, insecure = _resolve(ref, options)[0]
+    _, source, insecure = resolve_candidates(ref, options)[0]
     client = RegistryClient(source.registry, options, repository=source.repository,
                             insecure=insecure)
     path = f"/v2/{source.repository}/manifests/{source.target}"

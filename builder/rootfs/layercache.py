@@ -31,10 +31,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from builder.errors import LayerError
-from builder.image.layout import TEMP_PREFIX
+from builder.image.layer import Layer
+from builder.image.layout import TEMP_PREFIX, Layout
 from builder.rootfs import syscalls
 from builder.rootfs.extract import extract_layer
 
@@ -54,7 +55,7 @@ class StoreLike(Protocol):
     @property
     def root(self) -> Path: ...
     @property
-    def layout(self) -> Any: ...
+    def layout(self) -> Layout: ...
     def lock(self) -> AbstractContextManager[None]: ...
 
 
@@ -236,13 +237,14 @@ def _staging(layers: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cache_layer(store: StoreLike, digest: str, diff_id: str, media_type: str) -> Path:
+def cache_layer(store: StoreLike, layer: Layer) -> Path:
     """The cache entry of a layer, extracted from its blob unless a trusted one exists;
     concurrent callers are safe."""
-    target = layer_cache_dir(Path(store.root), diff_id)
+    target = layer_cache_dir(Path(store.root), layer.diff_id)
     if trusted(target):
         return target
     with _staging(target.parent) as tmp:
-        with store.layout.open_blob(digest) as blob:
-            extract_layer(blob, media_type, tmp, layer_digest=digest, diff_id=diff_id)
+        with store.layout.open_blob(layer.digest) as blob:
+            extract_layer(blob, layer.media_type, tmp, layer_digest=layer.digest,
+                          diff_id=layer.diff_id)
         return install(store, tmp, target, synced=False)

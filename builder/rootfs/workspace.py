@@ -48,7 +48,7 @@ from builder.rootfs.layercache import (
 )
 
 if TYPE_CHECKING:
-    from builder.image.layer import LayerEntry
+    from builder.image.layer import Layer, LayerEntry
 
 __all__ = ["VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
 
@@ -172,11 +172,11 @@ class Workspace:
     def create(
         cls,
         store: StoreLike,
-        layers: Sequence[tuple[str, str, str]],
+        layers: Sequence[Layer],
         *,
         driver: str | None = None,
     ) -> Workspace:
-        """Assemble the root from ``(digest, diff_id, media_type)`` layers, bottom first."""
+        """Assemble the root from ``layers``, bottom first."""
         store_root = Path(store.root)
         driver = driver or detect_driver(store_root)
         if driver not in ("overlay", "vfs"):
@@ -187,14 +187,12 @@ class Workspace:
         try:
             if driver == "overlay":
                 promote(store)
-                workspace.lowers = [cache_layer(store, *layer) for layer in reversed(layers)]
+                workspace.lowers = [cache_layer(store, layer) for layer in reversed(layers)]
                 workspace._mount()
             else:
                 workspace.root.mkdir()
-                for digest, diff_id, media_type in layers:
-                    with store.layout.open_blob(digest) as blob:
-                        extract_layer(blob, media_type, workspace.root, layer_digest=digest,
-                                      diff_id=diff_id, whiteouts="apply")
+                for layer in layers:
+                    workspace.apply(layer)
                 workspace._snapshot = _snapshot(workspace.root)
         except BaseException:
             workspace.close()
@@ -236,6 +234,13 @@ class Workspace:
                                  "be writing to it") from exc
 
     # the public API
+
+    def apply(self, layer: Layer) -> None:
+        """Extract ``layer`` onto the root, applying its whiteouts (vfs, or on top of an
+        overlay's upper directory: the changes then include it)."""
+        with self.store.layout.open_blob(layer.digest) as blob:
+            extract_layer(blob, layer.media_type, self.root, layer_digest=layer.digest,
+                          diff_id=layer.diff_id, whiteouts="apply")
 
     def changes(self) -> list[LayerEntry]:
         """What changed since creation or the last ``commit()``, sorted by path."""

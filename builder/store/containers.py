@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import StoreError, UsageError
-from builder.image.spec import ContainerConfig, History, ImageConfig
+from builder.image.layer import Layer, image_layers
+from builder.image.spec import ContainerConfig, Descriptor, History, ImageConfig
+from builder.store.store import ImageRecord, Store, register_gc_roots
 
 if TYPE_CHECKING:
     from builder.executor.sandbox import MountSpec
     from builder.registry.client import RegistryOptions
-    from builder.store import ImageRecord, Store
 
 __all__ = [
     "ConfigChanges",
@@ -78,8 +79,7 @@ class Container:
     name: str
     image_id: str  # the base image's ID (config digest); "" for scratch
     image_name: str  # the base image's first name, or "scratch"
-    layers: list[tuple[str, str, str]]  # base layers (digest, diff_id, media type), bottom first
-    base_descriptors: list[dict[str, Any]]  # their manifest descriptors, as JSON
+    layers: list[Layer]  # the base image's, bottom first
     config: ImageConfig
     driver: str
     created: str
@@ -90,8 +90,7 @@ class Container:
     def to_json(self) -> bytes:
         return json.dumps({
             "id": self.id, "name": self.name, "image_id": self.image_id,
-            "image_name": self.image_name, "layers": [list(x) for x in self.layers],
-            "base_descriptors": self.base_descriptors,
+            "image_name": self.image_name, "layers": [x.to_json() for x in self.layers],
             "config": json.loads(self.config.to_json("docker")), "driver": self.driver,
             "created": self.created, "annotations": self.annotations,
             "created_by": self.created_by, "mounted": self.mounted,
@@ -102,11 +101,20 @@ class Container:
         d = json.loads(data)
         return cls(
             id=d["id"], name=d["name"], image_id=d["image_id"], image_name=d["image_name"],
-            layers=[tuple(x) for x in d["layers"]],
-            base_descriptors=d["base_descriptors"], config=ImageConfig.from_json(d["config"]),
+            layers=_layers_from_json(d), config=ImageConfig.from_json(d["config"]),
             driver=d["driver"], created=d["created"], annotations=d.get("annotations") or {},
             created_by=d.get("created_by") or "", mounted=bool(d.get("mounted")),
         )
+
+
+def _layers_from_json(state: dict[str, Any]) -> list[Layer]:
+    """The layers of a saved container (before this format: (digest, diff_id, media type)
+    triples beside the descriptors)."""
+    saved = state["layers"]
+    if saved and isinstance(saved[0], list):
+        return image_layers([Descriptor.from_json(d) for d in state["base_descriptors"]],
+                            [diff_id for _, diff_id, _ in saved])
+    return [Layer.from_json(x) for x in saved]
 
 
 def _now() -> str:
@@ -145,6 +153,22 @@ def list_containers(store: Store) -> list[Container]:
         except (OSError, ValueError, KeyError):
             continue  # being created or removed by another process
     return sorted(out, key=lambda c: (c.created, c.name))
+
+
+class _ContainerRoots:
+    """Garbage collection and prune keep the layers working containers are built on,
+    even when their image is gone."""
+
+    directory = "containers"
+
+    def blobs(self, store: Store) -> set[str]:
+        return {layer.digest for c in list_containers(store) for layer in c.layers}
+
+    def layers(self, store: Store) -> set[str]:
+        return {layer.diff_id for c in list_containers(store) for layer in c.layers}
+
+
+register_gc_roots(_ContainerRoots())
 
 
 def find_container(store: Store, ref: str) -> Container:
@@ -194,7 +218,7 @@ def inspect_container(store: Store, ref: str) -> dict[str, Any]:
         "OCIv1": config,
         "ImageAnnotations": container.annotations,
         "CreatedBy": container.created_by,
-        "Layers": [diff_id for _, diff_id, _ in container.layers],
+        "Layers": [layer.diff_id for layer in container.layers],
     }
 
 
@@ -237,7 +261,8 @@ def _resolve_image(store: Store, image: str, pull: str,
         except ImageNotFound:
             if pull == "never":
                 raise
-    from builder.registry.client import RegistryOptions, pull_image
+    from builder.registry.client import RegistryOptions
+    from builder.store.transports import pull_image
 
     return pull_image(store, rest, options or RegistryOptions(), quiet=True)
 
@@ -258,19 +283,17 @@ def create_container(
         config = ImageConfig(architecture=platform.architecture, os=platform.os,
                              variant=platform.variant or None,
                              config=ContainerConfig(env=[DEFAULT_PATH]))
-        image_id, image_name, layers, descriptors = "", SCRATCH, [], []
+        image_id, image_name, layers = "", SCRATCH, []
     else:
         record = _resolve_image(store, image, pull, registry_options)
         config = ImageConfig.from_json(record.config.to_json("docker"))
         image_id = record.id
         image_name = record.names[0] if record.names else record.id
-        layers = [(d.digest, diff_id, d.media_type)
-                  for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
-        descriptors = [d.to_json() for d in record.manifest.layers]
+        layers = record.layers
     driver = driver or detect_driver(store.root)
     container = Container(
         id=secrets.token_hex(32), name=name or "", image_id=image_id, image_name=image_name,
-        layers=layers, base_descriptors=descriptors, config=config, driver=driver,
+        layers=layers, config=config, driver=driver,
         created=_now(),
     )
     # Extract and copy outside the lock, in this process's temp dir (removed if we
@@ -300,7 +323,7 @@ def _prepare_root(store: Store, container: Container, directory: Path) -> None:
         from builder.rootfs.layercache import cache_layer
 
         for layer in container.layers:
-            cache_layer(store, *layer)
+            cache_layer(store, layer)
         for sub in ("upper", "work", "merged"):
             (directory / sub).mkdir()
         return
@@ -331,7 +354,7 @@ def _container_lock(store: Store, container: Container) -> Iterator[None]:
 def _lowers(store: Store, container: Container) -> list[Path]:
     from builder.rootfs.layercache import layer_cache_dir
 
-    return [layer_cache_dir(store.root, diff_id) for _, diff_id, _ in reversed(container.layers)]
+    return [layer_cache_dir(store.root, layer.diff_id) for layer in reversed(container.layers)]
 
 
 def _mount_overlay(store: Store, container: Container) -> Path:
@@ -343,7 +366,7 @@ def _mount_overlay(store: Store, container: Container) -> Path:
     if os.path.ismount(merged):
         return merged
     for layer in container.layers:  # an rmi may have pruned the cache
-        cache_layer(store, *layer)
+        cache_layer(store, layer)
     lowers = _lowers(store, container)
     if not lowers:
         (directory / "empty").mkdir(exist_ok=True)
@@ -499,9 +522,7 @@ def _source_root(store: Store, ref: str, driver: str | None) -> Iterator[Path]:
         record = store.lookup(ref)
     except ImageNotFound:
         raise ContainerNotFound(f"copying --from {ref!r}: no such container or image") from None
-    layers = [(d.digest, diff_id, d.media_type)
-              for d, diff_id in zip(record.manifest.layers, record.config.diff_ids)]
-    with Workspace.create(store, layers, driver=driver) as workspace:
+    with Workspace.create(store, record.layers, driver=driver) as workspace:
         yield workspace.root
 
 
@@ -733,9 +754,7 @@ def commit_container(
 ) -> ImageRecord:
     """Write an image: the base layers plus one layer of the container's changes (or one
     squashed layer of the whole root), its config and a history entry."""
-    from builder.image.commit import commit_image
     from builder.image.layer import tree_entries, write_layer
-    from builder.image.spec import Descriptor
 
     if format not in ("oci", "docker"):
         raise UsageError(f"checking --format: unknown format {format!r} (expected oci or docker)")
@@ -745,7 +764,7 @@ def commit_container(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
     config = ImageConfig.from_json(container.config.to_json("docker"))
     config.created = created
-    layers: list[Any] = [Descriptor.from_json(d) for d in container.base_descriptors]
+    layers = list(container.layers)
     history = History(created=created, created_by=container.created_by or None,
                       author=config.author)
     with store.pin(), _container_lock(store, container):
@@ -759,17 +778,16 @@ def commit_container(
                 new = write_layer(entries, store.layout, compression=compression,
                                   timestamp=timestamp, format=layer_format)
         if squash:
-            layers, config.diff_ids = [], []
+            layers = []
             config.history = [h for h in config.history if h.empty_layer]
         if new is None:
             history.empty_layer = True
         else:
             layers.append(new)
-            config.diff_ids.append(new.diff_id)
         config.history.append(history)
         names = [image] if image else []
         annotations = dict(container.annotations) or None
-        record = commit_image(store, config, layers, format=format, annotations=annotations,
+        record = store.commit(config, layers, format=format, annotations=annotations,
                               names=names)
     if rm:
         remove_container(store, container.id)

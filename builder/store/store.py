@@ -31,20 +31,26 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from builder.errors import ImageError, ImageNotFound, PybuildError, StoreError, UsageError
 from builder.image.digest import is_digest
+from builder.image.layer import Layer, image_layers
 from builder.image.layout import TEMP_PREFIX, BlobWriter, Layout, fsync_dir, write_atomic
+from builder.image.manifest import build_manifest
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
     MANIFEST_TYPES,
+    MEDIA_OCI_CONFIG,
     Descriptor,
     ImageConfig,
     Index,
     Manifest,
 )
 from builder.reference import is_qualified, normalize_name
+from builder.rootfs import syscalls
+from builder.rootfs.layercache import drop_dangling_links, forget
 
 GC_PENDING = "gc.pending"  # a gc skipped while pins were held, left to the last pin
 _HEX = re.compile(r"^[0-9a-f]{3,64}$")
@@ -69,6 +75,11 @@ class ImageRecord:
     names: tuple[str, ...]
     created: str | None
     size: int
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The image's layers, bottom first."""
+        return image_layers(self.manifest.layers, self.config.diff_ids)
 
 
 @dataclass
@@ -406,6 +417,18 @@ class Store:
                 layout.write_index(index)
             return self._record(digest, _names_of(index, digest))
 
+    def commit(self, config: ImageConfig, layers: Sequence[Layer], *, format: str = "oci",
+               annotations: dict[str, str] | None = None, names: Sequence[str] = ()
+               ) -> ImageRecord:
+        """Write the config and a manifest of ``layers`` (whose blobs are stored) and name
+        the image. ``config.diff_ids`` is set from the layers."""
+        config.diff_ids = [layer.diff_id for layer in layers]
+        config_digest, config_size = self.layout.put_blob(config.to_json(format))
+        manifest = build_manifest(
+            Descriptor(MEDIA_OCI_CONFIG, config_digest, config_size),
+            [layer.descriptor() for layer in layers], format=format, annotations=annotations)
+        return self.put_manifest(manifest.to_json(), names)
+
     def tag(self, ref: str, *names: str) -> ImageRecord:
         wanted = [normalize_name(n) for n in names]
         with self.lock():
@@ -519,12 +542,8 @@ class Store:
             needed = set() if all_layers else {
                 diff_id.partition(":")[2] for record in self.images()
                 for diff_id in record.config.diff_ids}
-            if (self.root / "containers").is_dir():
-                from builder.store.containers import list_containers
-
-                needed |= {diff_id.partition(":")[2] for c in list_containers(self)
-                           for _, diff_id, _ in c.layers}
-            from builder.rootfs.layercache import drop_dangling_links, forget
+            needed |= {diff_id.partition(":")[2] for roots in self._gc_roots()
+                       for diff_id in roots.layers(self)}
 
             for name in _listdir(self.root / "layers"):
                 if name not in needed and not name.startswith("."):
@@ -534,20 +553,19 @@ class Store:
             drop_dangling_links(self.root / "layers")
             return pruned
 
-    def container_blobs(self) -> set[str]:
-        """Blobs working containers are built on (kept even when their image is gone)."""
-        if not (self.root / "containers").is_dir():
-            return set()
-        from builder.store.containers import list_containers
-
-        return {digest for container in list_containers(self)
-                for digest, _, _ in container.layers}
-
     def retained_blobs(self) -> set[str]:
-        """Blobs kept though no image names them: working containers' and the build cache's."""
-        from builder.cache.index import referenced_blobs
+        """Blobs kept though no image names them: those of the registered ``GcRoots``
+        (working containers', the build cache's)."""
+        return {digest for roots in self._gc_roots() for digest in roots.blobs(self)}
 
-        return self.container_blobs() | referenced_blobs(self)
+    def _gc_roots(self) -> list[GcRoots]:
+        """The registered roots; a private directory in use whose owner has not
+        registered is an error (collecting then could drop what it needs)."""
+        for directory in ROOT_DIRECTORIES:
+            if directory not in _GC_ROOTS and _listdir(self.root / directory):
+                raise StoreError(f"collecting unused blobs: nothing that knows {directory}/ "
+                                 "is loaded (a bug: import its module first)")
+        return list(_GC_ROOTS.values())
 
     def _referenced(self, index: Index) -> set[str]:
         keep: set[str] = self.retained_blobs()
@@ -574,6 +592,34 @@ class Store:
 
 
 _REGISTERED: set[Path] = set()
+
+# private directories whose contents hold blobs and layers no image names
+ROOT_DIRECTORIES = ("containers", "cache")
+
+
+class GcRoots(Protocol):
+    """What one of ``ROOT_DIRECTORIES`` keeps alive, told to garbage collection. The
+    modules that own those directories register one each (``register_gc_roots``), so
+    the store knows neither of them."""
+
+    directory: str
+
+    def blobs(self, store: Store) -> set[str]:
+        """Digests of blobs to keep."""
+        ...
+
+    def layers(self, store: Store) -> set[str]:
+        """diff_ids of extracted layers to keep."""
+        ...
+
+
+_GC_ROOTS: dict[str, GcRoots] = {}
+
+
+def register_gc_roots(roots: GcRoots) -> None:
+    if roots.directory not in ROOT_DIRECTORIES:
+        raise ValueError(f"register_gc_roots: {roots.directory!r} is not a store directory")
+    _GC_ROOTS[roots.directory] = roots
 
 
 def _unregister(path: Path, pid: int) -> None:
@@ -660,8 +706,6 @@ def _unmount_below(path: Path) -> None:
     inside = [p for p in points if p == prefix or p.startswith(prefix + "/")]
     if not inside:
         return
-    from builder.rootfs import syscalls
-
     for point in sorted(set(inside), key=len, reverse=True):
         with contextlib.suppress(OSError):
             syscalls.umount(point, syscalls.MNT_DETACH)

@@ -1,6 +1,7 @@
-"""Image references with transport prefixes, and copies between the store and
-local transports: ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]`` and
-``docker-archive:FILE[:REF]``. Registries (``docker://``) live in ``builder.registry``.
+"""Image references with transport prefixes, and copies between the store and every
+transport: ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]``
+and registries (``docker://``, ``pull_image``/``push_image``, through the protocol
+client in ``builder.registry``).
 """
 
 from __future__ import annotations
@@ -11,16 +12,25 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from builder import replay
-from builder.errors import DigestMismatch, ImageError, UsageError
-from builder.image.commit import build_manifest
+from builder.errors import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageError,
+    PybuildError,
+    RegistryError,
+    RegistryNotFound,
+    RegistryTransportError,
+    UsageError,
+)
 from builder.image.compress import detect_compression, open_decompressed
 from builder.image.digest import digest_hex, sha256_digest
 from builder.image.layout import Layout
+from builder.image.manifest import build_manifest
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
@@ -34,6 +44,20 @@ from builder.image.spec import (
     Manifest,
 )
 from builder.platform import Platform, choose, host_platform
+from builder.reference import parse_reference
+from builder.registry.blobinfo import BlobInfo
+from builder.registry.client import (
+    RegistryClient,
+    RegistryOptions,
+    convert_manifest,
+    fetch_image,
+    in_context,
+    resolve_candidates,
+    send_image,
+)
+from builder.registry.config import load_registries_conf
+from builder.registry.progress import make_progress
+from builder.registry.transport import Transport
 
 if TYPE_CHECKING:
     from builder.store import ImageRecord, Store
@@ -357,3 +381,82 @@ def read_image(store: Store, ref: str) -> ImageRecord:
 
     with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
         return import_image(StoreClass(Path(tmp)), ref)
+
+
+# -- registries (docker://)
+
+
+def pull_image(store: Store, ref: str, options: RegistryOptions | None = None, *,
+               quiet: bool = False) -> ImageRecord:
+    """Pull ``ref`` into ``store``; the stored image (named ``host/repo:tag``).
+
+    Candidates (mirrors, then the registry; for short names each search
+    registry) are tried in order; the first that has the image wins.
+    """
+    options = options or RegistryOptions()
+    candidates = resolve_candidates(ref, options)
+    transport = Transport()
+    progress = make_progress("Copying", quiet=quiet)
+    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
+    errors: list[PybuildError] = []
+    try:
+        with store.pin():
+            for name, source, insecure in candidates:
+                client = RegistryClient(
+                    source.registry, options, repository=source.repository,
+                    insecure=insecure, transport=transport,
+                )
+                try:
+                    result = fetch_image(
+                        client, source, store.layout, progress=progress, blob_info=blob_info
+                    )
+                except (RegistryNotFound, RegistryTransportError, AuthenticationError) as exc:
+                    if len(candidates) == 1:
+                        raise in_context(f"pulling {source}", exc) from exc
+                    errors.append(in_context(f"pulling {source}", exc))
+                    continue
+                except PybuildError as exc:
+                    raise in_context(f"pulling {source}", exc) from exc
+                stored = f"{name.name}@{name.digest}" if name.digest else str(name)
+                record = store.put_manifest(result.manifest, [stored])
+                blob_info.save()
+                return record
+    finally:
+        progress.close()
+        transport.close()
+    raise RegistryError(
+        f"pulling {ref}: no candidate worked: " + "; ".join(e.message for e in errors),
+        registry=errors[-1].registry if isinstance(errors[-1], RegistryError) else None,
+    )
+
+
+def push_image(store: Store, image: str, dest: str, options: RegistryOptions | None = None,
+               *, digestfile: Path | None = None,
+               report: Callable[[str], None] | None = None) -> str:
+    """Push local ``image`` to ``dest`` (``[docker://]host/repo[:tag]``); the manifest digest."""
+    options = options or RegistryOptions()
+    record = store.lookup(image)
+    ref = parse_reference(dest)
+    conf = load_registries_conf(options.registries_conf)
+    conf.check_blocked(ref)
+    manifest = store.layout.read_blob(record.manifest_digest)
+    manifest = convert_manifest(manifest, options.format)
+    client = RegistryClient(
+        ref.registry, options, repository=ref.repository, insecure=conf.is_insecure(ref.registry)
+    )
+    blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
+    progress = make_progress("Copying", quiet=report is None)
+    try:
+        digest = send_image(
+            client, ref, store.layout, manifest, blob_info=blob_info,
+            report=report or (lambda line: None), progress=progress,
+        )
+    except PybuildError as exc:
+        raise in_context(f"pushing to {ref}", exc) from exc
+    finally:
+        progress.close()
+        client.close()
+        blob_info.save()
+    if digestfile is not None:
+        digestfile.write_text(digest, encoding="utf-8")
+    return digest

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, cast
 
 from builder.errors import ParseError
-from builder.instructions.model import Heredoc, Warning
-from builder.source import Location, Span
+from builder.source import Finding, Location, Span
 from builder.syntax import grammar
 from builder.syntax.lines import LineReader, LogicalLine
 
@@ -33,6 +32,17 @@ _SPLIT = re.compile(r"[ \t\r\v\f]+")
 _SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
                   "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
 _QUOTED_PIECES = frozenset({"DQ", "DQ_OPEN", "SQ", "SQ_OPEN"})
+
+
+@dataclass(frozen=True, slots=True)
+class Heredoc:
+    """A here-document attached to RUN, COPY or ADD."""
+
+    name: str
+    body: str
+    expand: bool = True  # False when the delimiter was quoted
+    chomp: bool = False  # <<- : leading tabs stripped
+    fd: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class Node:
 @dataclass(frozen=True)
 class ParseResult:
     nodes: tuple[Node, ...]
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[Finding, ...] = ()
     escape: str = "\\"
     directives: dict[str, str] = field(default_factory=dict)
 
@@ -107,11 +117,11 @@ def parse_nodes(text: str | bytes, path: str = "Containerfile") -> ParseResult:
     """Parse a Containerfile into raw nodes; ``ParseError`` on malformed input."""
     reader = LineReader(text, path)
     nodes: list[Node] = []
-    warnings: list[Warning] = []
+    warnings: list[Finding] = []
     while (logical := reader.next_line()) is not None:
         node = _Builder(reader, logical).build()
         if logical.blank_continuation:
-            warnings.append(Warning(
+            warnings.append(Finding(
                 "NoEmptyContinuation",
                 f"Empty continuation line found in: {logical.text.strip()}; "
                 "empty continuation lines will become errors in a future release",

@@ -17,7 +17,9 @@ EXAMPLE = REPO / "Containerfile.examples" / "api_example.py"
 
 
 def test_exported_names() -> None:
-    assert builder.__all__ == sorted(builder.__all__)
+    import builder.api
+
+    assert builder.__all__ == sorted(builder.__all__) == builder.api.__all__
     assert all(getattr(builder, name) is getattr(builder.api, name) for name in builder.__all__)
     code = "import builder, sys; print('builder.api' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

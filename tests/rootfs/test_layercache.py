@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import StoreError
+from builder.image.layer import Layer
 from builder.rootfs import layercache, workspace
 from builder.rootfs.layercache import cache_layer, forget, layer_cache_dir, promote, trusted
 from builder.rootfs.workspace import Workspace, detect_driver
@@ -28,10 +29,10 @@ def store(tmp_path: Path) -> Store:
 
 
 @pytest.fixture
-def layer(store: Store) -> tuple[str, str, str]:
+def layer(store: Store) -> Layer:
     raw = make_tar([E("data", "dir", mode=0o755), E("data/file", data=CONTENT)])
-    digest, _ = store.layout.put_blob(gz(raw))
-    return digest, diff_id(raw), TGZ
+    digest, size = store.layout.put_blob(gz(raw))
+    return Layer(digest, diff_id(raw), size, TGZ)
 
 
 def markers(store: Store, kind: str) -> list[str]:
@@ -52,7 +53,7 @@ def tear(entry: Path) -> None:
 
 
 def test_an_extraction_is_trusted_in_this_boot_and_synced_later(store, layer) -> None:
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     assert (entry / "data" / "file").read_bytes() == CONTENT
     assert markers(store, "pending") == [entry.name] and markers(store, "synced") == []
     assert trusted(entry)
@@ -61,12 +62,12 @@ def test_an_extraction_is_trusted_in_this_boot_and_synced_later(store, layer) ->
     assert promote(store) == 1
     assert markers(store, "pending") == [] and markers(store, "synced") == [entry.name]
     assert trusted(entry)
-    assert cache_layer(store, *layer) == entry
+    assert cache_layer(store, layer) == entry
 
 
 @pytest.mark.parametrize("how", ["another boot", "no marker", "replaced directory"])
 def test_an_entry_nothing_vouches_for_is_extracted_again(store, layer, how) -> None:
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     tear(entry)
     pending = store.root / "layers" / ".trust" / "pending" / entry.name
     if how == "another boot":  # written before a crash: the boot ID has changed since
@@ -78,7 +79,7 @@ def test_an_entry_nothing_vouches_for_is_extracted_again(store, layer, how) -> N
         os.rename(entry, entry.with_name("old"))
         shutil.copytree(entry.with_name("old"), entry)
     assert not trusted(entry)
-    assert (cache_layer(store, *layer) / "data" / "file").read_bytes() == CONTENT
+    assert (cache_layer(store, layer) / "data" / "file").read_bytes() == CONTENT
     assert trusted(entry)
     assert sorted(os.listdir(entry.parent)) == sorted(
         [".trust", entry.name, *(["old"] if how == "replaced directory" else [])])
@@ -86,7 +87,7 @@ def test_an_entry_nothing_vouches_for_is_extracted_again(store, layer, how) -> N
 
 @pytest.mark.parametrize("how", ["another boot", "replaced directory"])
 def test_promotion_drops_markers_that_do_not_vouch(store, layer, how) -> None:
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     pending = store.root / "layers" / ".trust" / "pending" / entry.name
     if how == "another boot":
         pending.write_text("another-boot " + pending.read_text().partition(" ")[2])
@@ -100,7 +101,7 @@ def test_promotion_drops_markers_that_do_not_vouch(store, layer, how) -> None:
 
 
 def test_forget_removes_the_markers_with_the_entry(store, layer) -> None:
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     age(store)
     assert promote(store) == 1
     forget(entry)
@@ -109,7 +110,7 @@ def test_forget_removes_the_markers_with_the_entry(store, layer) -> None:
 
 
 def test_prune_removes_markers_of_the_layers_it_removes(store, layer) -> None:
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     assert store.prune(all_layers=True).layers == 1
     assert not entry.exists() and markers(store, "pending") == []
 
@@ -155,7 +156,7 @@ def test_without_volatile_a_commit_is_synced_at_once(overlay, monkeypatch) -> No
 
 def test_without_a_boot_id_entries_are_synced_when_installed(store, layer, monkeypatch) -> None:
     monkeypatch.setattr(layercache, "boot_id", lambda: "")
-    entry = cache_layer(store, *layer)
+    entry = cache_layer(store, layer)
     assert markers(store, "synced") == [entry.name] and markers(store, "pending") == []
 
 

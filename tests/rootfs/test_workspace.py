@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.image.layer import write_layer
+from builder.image.layer import Layer, write_layer
 from builder.rootfs.extract import extract_layer
 from builder.rootfs.layercache import layer_cache_dir
 from builder.rootfs.workspace import Workspace, detect_driver
@@ -39,10 +39,10 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
 
 
-def put_layer(store: Store, entries: list[E]) -> tuple[str, str, str]:
+def put_layer(store: Store, entries: list[E]) -> Layer:
     raw = make_tar(entries)
-    digest, _ = store.layout.put_blob(gz(raw))
-    return digest, diff_id(raw), TGZ
+    digest, size = store.layout.put_blob(gz(raw))
+    return Layer(digest, diff_id(raw), size, TGZ)
 
 
 @pytest.fixture(params=DRIVERS)
@@ -119,10 +119,10 @@ def test_changes_and_round_trip(store, driver, tmp_path) -> None:
         result = write_layer(entries, store.layout, compression="gzip")
         check = tmp_path / "check"
         check.mkdir()
-        for digest, did, media in (base, (result.digest, result.diff_id, result.media_type)):
-            with store.layout.open_blob(digest) as blob:
-                extract_layer(blob, media, check, layer_digest=digest, diff_id=did,
-                              whiteouts="apply")
+        for layer in (base, result):
+            with store.layout.open_blob(layer.digest) as blob:
+                extract_layer(blob, layer.media_type, check, layer_digest=layer.digest,
+                              diff_id=layer.diff_id, whiteouts="apply")
         assert tree(check) == tree(ws.root)
         assert os.lstat(check / "new.txt").st_ino == os.lstat(check / "new-hardlink").st_ino
 
@@ -161,7 +161,7 @@ def test_layer_cache_is_shared(store) -> None:
         (one.root / "only-in-one").write_text("x")
         assert not (two.root / "only-in-one").exists()
         assert one.lowers == two.lowers
-    assert (layer_cache_dir(store.root, base[1]) / "keep/a").exists()
+    assert (layer_cache_dir(store.root, base.diff_id) / "keep/a").exists()
 
 
 def test_close_is_idempotent(store, driver) -> None:

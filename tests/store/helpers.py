@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.image.commit import commit_image
 from builder.image.layer import tree_entries, write_layer
 from builder.image.spec import ContainerConfig, History, ImageConfig
 from builder.store import ImageRecord, Store
@@ -23,4 +22,4 @@ def make_image(store: Store, tmp: Path, content: str, names: tuple[str, ...] = (
             config=ContainerConfig(cmd=["/bin/sh"], env=["PATH=/bin"], labels={"c": content}),
             history=[History(created="2024-01-01T00:00:00Z", created_by=f"COPY {content}")],
         )
-        return commit_image(store, config, [layer], names=names, format=format)
+        return store.commit(config, [layer], names=names, format=format)

@@ -1,12 +1,10 @@
-"""Turn a config and layer blobs into a stored, named image."""
+"""Manifests from a config and layers, in OCI or Docker v2s2 form."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from builder.errors import ImageError
-from builder.image.layer import LayerResult
 from builder.image.spec import (
     MEDIA_DOCKER_CONFIG,
     MEDIA_DOCKER_LAYER,
@@ -17,12 +15,8 @@ from builder.image.spec import (
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_MANIFEST,
     Descriptor,
-    ImageConfig,
     Manifest,
 )
-
-if TYPE_CHECKING:
-    from builder.store import ImageRecord, Store
 
 _TO_DOCKER = {
     MEDIA_OCI_LAYER_GZIP: MEDIA_DOCKER_LAYER_GZIP,
@@ -56,41 +50,3 @@ def build_manifest(
         media_type=MEDIA_DOCKER_MANIFEST if format == "docker" else MEDIA_OCI_MANIFEST,
         annotations=annotations if format == "oci" else None,
     )
-
-
-def commit_image(
-    store: Store,
-    config: ImageConfig,
-    layers: Sequence[LayerResult | Descriptor],
-    *,
-    format: str = "oci",
-    annotations: dict[str, str] | None = None,
-    names: Sequence[str] = (),
-) -> ImageRecord:
-    """Write config and manifest blobs and record the image under names.
-
-    config.diff_ids lists every layer's diff_id; when it is empty it is filled
-    from the LayerResults. The diff_ids of LayerResults must match their place.
-    """
-    descriptors = [
-        Descriptor(x.media_type, x.digest, x.size) if isinstance(x, LayerResult) else x
-        for x in layers
-    ]
-    if not config.diff_ids and all(isinstance(x, LayerResult) for x in layers):
-        config.diff_ids = [x.diff_id for x in layers]  # type: ignore[union-attr]
-    if len(config.diff_ids) != len(descriptors):
-        raise ImageError(
-            f"committing image: {len(descriptors)} layers but {len(config.diff_ids)} diff_ids"
-        )
-    for position, (layer, diff_id) in enumerate(zip(layers, config.diff_ids), 1):
-        if isinstance(layer, LayerResult) and layer.diff_id != diff_id:
-            raise ImageError(
-                f"committing image: layer {position} has diff_id {layer.diff_id}, "
-                f"the config says {diff_id}"
-            )
-    config_digest, config_size = store.layout.put_blob(config.to_json(format))
-    manifest = build_manifest(
-        Descriptor(MEDIA_OCI_CONFIG, config_digest, config_size), descriptors,
-        format=format, annotations=annotations,
-    )
-    return store.put_manifest(manifest.to_json(), names)
