@@ -122,7 +122,7 @@ def _run_text(i: m.RunInstruction) -> str:
 
 def _package_cleanup(cf: m.Containerfile, context: Path | None) -> Iterator[Finding]:
     for _, i in _instructions(cf):
-        if not isinstance(i, m.RunInstruction) or any("type=cache" in x for x in i.mounts):
+        if not isinstance(i, m.RunInstruction) or any(x.type == "cache" for x in i.mounts):
             continue
         text = _run_text(i)
         for tool, (install, cleanup) in _INSTALL.items():

@@ -133,8 +133,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
     from builder.commands import open_store
     from builder.errors import PybuildError, UsageError
-    from builder.executor.build import LineWriter, build
-    from builder.executor.output import Progress
+    from builder.executor.build import build
+    from builder.executor.output import LineWriter, Progress
 
     path = _find_file(args.file)
     services = load_services(path)

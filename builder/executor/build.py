@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from builder import replay
+from builder.cache.index import CacheEntry, CacheIndex
+from builder.cache.parsed import parse_cached
+from builder.cache.remote import RemoteCache
+from builder.cache.statcache import StatCache
 from builder.context import ContainerfileSource
 from builder.errors import (
     ContextError,
@@ -37,26 +43,29 @@ from builder.errors import (
     PlanError,
     PybuildError,
     StoreError,
+    UsageError,
 )
 from builder.executor.config import DEFAULT_PATH
 from builder.executor.copier import SourceTree, context_tree
-from builder.executor.output import Progress
-from builder.executor.stage import StageExecutor, StageResult
-from builder.image.layer import Layer
+from builder.executor.effects import LayerOptions, RootfsEffects
+from builder.executor.output import LineWriter, Progress
+from builder.executor.stage import StageExecutor, StageOptions, StageResult, StepContext
+from builder.ignore import IgnoreMatcher, load_ignore, read_ignore_patterns
+from builder.image.layer import Layer, write_layer
 from builder.image.spec import ContainerConfig, ImageConfig
-from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
+from builder.image.squash import squashed_config
+from builder.instructions.model import FromInstruction
 from builder.plan.args import platform_args, unconsumed
-from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
-from builder.platform import (
-    Platform,
-    emulation_registered,
-    host_platform,
-    machine_name,
-    needs_emulation,
-)
-
-if TYPE_CHECKING:
-    from builder.cache.index import CacheEntry
+from builder.plan.graph import SCRATCH, BuildPlan, StageRef, check_emulation, make_plan
+from builder.platform import Platform, host_platform
+from builder.reference import normalize_name
+from builder.registry.client import RegistryOptions, remote_digest
+from builder.rootfs.layercache import forget, layer_cache_dir
+from builder.rootfs.workspace import Workspace
+from builder.source import Location
+from builder.store import ImageRecord, Store
+from builder.store.manifests import add_to_manifest
+from builder.store.transports import import_image, parse_transport, pull_image
 
 
 @dataclass(frozen=True)
@@ -104,43 +113,54 @@ def _rfc3339(seconds: float) -> str:
 
 
 class BuildState:
-    """What the stages of one build share: store, plan, results, context, progress."""
+    """What the stages of one build share: the store, the plan, the stages built so far,
+    the context and the step cache. It is the stages' ``StepCache`` and
+    ``StageInputs``; ``effects`` carries their steps out."""
 
-    def __init__(self, store: Any, options: BuildOptions, containerfile: Containerfile,
-                 plan: BuildPlan, progress: Progress) -> None:
+    def __init__(self, store: Store, options: BuildOptions, plan: BuildPlan,
+                 progress: Progress) -> None:
         self.store = store
         self.options = options
-        self.containerfile = containerfile
         self.plan = plan
         self.progress = progress
         self.results: dict[int, StageResult] = {}
-        self.created = _rfc3339(options.timestamp if options.timestamp is not None
-                                else time.time())
-        self.layer_format = "docker" if options.format == "docker" and \
+        layer_format = "docker" if options.format == "docker" and \
             options.compression == "gzip" else "oci"
-        self.new_layer_dirs: set[str] = set()
-        self._image_roots: dict[str, Any] = {}
+        self.stage_options = StageOptions(
+            format=options.format, layer_format=layer_format,
+            compression=options.compression, timestamp=options.timestamp,
+            created=_rfc3339(options.timestamp if options.timestamp is not None
+                             else time.time()),
+            network=options.network, isolation=options.isolation, driver=options.driver)
+        self.effects = RootfsEffects(
+            store.layout, LayerOptions(options.compression, options.timestamp, layer_format),
+            context=options.context, context_tree=self.context_tree, root_of=self.root_of,
+            cache_root=store.root / "cache", secrets=options.secrets,
+            cache_mount_used=self.cache_mount_used)
+        self._image_roots: dict[str, Workspace] = {}
         self._image_digests: dict[str, str] = {}
-        self._found: dict[str, Any] = {}  # base images resolved under the pull policy
+        self._found: dict[str, ImageRecord] = {}  # base images resolved under the pull policy
         self._pull_lock = threading.Lock()
         self._context_tree: SourceTree | None = None
-        self._stat_cache: Any = None
+        self._stat_cache: StatCache | None = None
         self._lock = threading.RLock()
         self.misses = 0  # steps that ran
         self.recorded: list[str] = []  # cache entries this build wrote
         self.step_keys: list[str] = []  # keys of file-system steps, for --cache-to
         self.cache_mounts: set[Path] = set()
-        self.cache: Any = None
-        self.remote: Any = None
+        self.cache: CacheIndex | None = None
+        self.remote: RemoteCache | None = None
         if options.layers:
-            from builder.cache.index import CacheIndex
-
             self.cache = CacheIndex(store, ttl=options.cache_ttl)
             if options.cache_from or options.cache_to:
-                from builder.cache.remote import RemoteCache
-
                 self.remote = RemoteCache(store, options.cache_from, options.cache_to,
                                           ttl=options.cache_ttl, mounts=options.cache_mounts)
+
+    def step_context(self) -> StepContext:
+        return StepContext(self.plan, self.stage_options, self.progress, self, self,
+                           self.effects, self.store)
+
+    # StageInputs
 
     @property
     def context(self) -> Path:
@@ -149,8 +169,6 @@ class BuildState:
     def context_tree(self) -> SourceTree:
         """The context as a copy source, after the ignore file (computed once)."""
         if self._context_tree is None:
-            from builder.ignore import IgnoreMatcher, load_ignore, read_ignore_patterns
-
             ignore_file = self.options.ignore_file
             if ignore_file is None:
                 matcher = load_ignore(self.options.context, self.options.containerfile.path)
@@ -165,52 +183,18 @@ class BuildState:
             self._context_tree = context_tree(self.options.context, matcher)
         return self._context_tree
 
-    def stat_cache(self) -> Any:
+    def stat_cache(self) -> StatCache:
         """Context file digests, remembered between builds."""
         with self._lock:
             if self._stat_cache is None:
-                from builder.cache.statcache import StatCache
-
                 self._stat_cache = StatCache(self.store.root, self.options.context)
             return self._stat_cache
 
-    def lookup(self, key: str) -> CacheEntry | None:
-        """The cached result of step ``key``, or None (counts a miss)."""
-        entry: CacheEntry | None = None
-        if self.cache is not None and not self.options.no_cache:
-            entry = self.cache.get(key)
-            if entry is None and self.remote is not None:
-                entry = self.remote.fetch(key)
-                if entry is not None:
-                    self.record(key, entry)
-        if entry is None:
-            with self._lock:
-                self.misses += 1
-        return entry
+    def stage(self, index: int) -> StageResult:
+        return self.results[index]
 
-    def record(self, key: str, entry: Any) -> None:
-        """Keep a step's result in the cache (a failure to write it is not an error)."""
-        if self.cache is None:
-            return
-        with contextlib.suppress(OSError):
-            self.cache.put(key, entry)
-            with self._lock:
-                self.recorded.append(key)
-
-    def share(self, key: str) -> None:
-        """Send the file-system step ``key`` to the --cache-to registry after the build."""
-        if self.remote is not None:
-            with self._lock:
-                self.step_keys.append(key)
-
-    def cache_mount_used(self, path: Path) -> None:
-        """A RUN is about to use the cache mount at ``path``: restore it from the shared
-        cache first when it is not here yet."""
-        with self._lock:
-            first = path not in self.cache_mounts
-            self.cache_mounts.add(path)
-        if first and self.remote is not None and self.options.cache_mounts:
-            self.remote.restore_mount(path)
+    def register(self, result: StageResult) -> None:
+        self.results[result.plan.index] = result
 
     def image_digest(self, name: str) -> str:
         """What identifies image ``name`` in cache keys: its manifest digest (scratch:
@@ -223,28 +207,6 @@ class BuildState:
             if name not in self._image_digests:
                 self._image_digests[name] = self.find_image(name, None).manifest_digest
             return self._image_digests[name] + suffix
-
-    def root_of(self, ref: StageRef) -> Path:
-        """The root of a stage built earlier, or of an image (opened once)."""
-        if ref.stage is not None:
-            return self.results[ref.stage].root
-        assert ref.image is not None
-        with self._lock:
-            if ref.image not in self._image_roots:
-                from builder.rootfs.workspace import Workspace
-
-                _, layers = self.base_image(ref.image, None)
-                self._image_roots[ref.image] = Workspace.create(
-                    self.store, layers, driver=self.options.driver)
-            return Path(self._image_roots[ref.image].root)
-
-    def root_by_name(self, name: str) -> Path:
-        """The root a ``RUN --mount from=NAME`` names: a stage by name or index, or an image."""
-        for index, result in list(self.results.items()):
-            stage_name = result.plan.name
-            if (stage_name and stage_name.lower() == name.lower()) or name == str(index):
-                return result.root
-        return self.root_of(StageRef(image=name))
 
     def base_image(self, name: str, base: FromInstruction | None
                    ) -> tuple[ImageConfig, list[Layer]]:
@@ -260,11 +222,69 @@ class BuildState:
             self._image_digests[name] = record.manifest_digest
         return copy.deepcopy(record.config), record.layers
 
-    def find_image(self, name: str, base: FromInstruction | None) -> Any:
+    # StepCache
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache is not None
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The cached result of step ``key``, or None (counts a miss)."""
+        entry: CacheEntry | None = None
+        if self.cache is not None and not self.options.no_cache:
+            entry = self.cache.get(key)
+            if entry is None and self.remote is not None:
+                entry = self.remote.fetch(key)
+                if entry is not None:
+                    self.record(key, entry)
+        if entry is None:
+            with self._lock:
+                self.misses += 1
+        return entry
+
+    def record(self, key: str, entry: CacheEntry) -> None:
+        """Keep a step's result in the cache (a failure to write it is not an error)."""
+        if self.cache is None:
+            return
+        with contextlib.suppress(OSError):
+            self.cache.put(key, entry)
+            with self._lock:
+                self.recorded.append(key)
+
+    def share(self, key: str) -> None:
+        """Send the file-system step ``key`` to the --cache-to registry after the build."""
+        if self.remote is not None:
+            with self._lock:
+                self.step_keys.append(key)
+
+    # for the effects
+
+    def cache_mount_used(self, path: Path) -> None:
+        """A RUN is about to use the cache mount at ``path``: restore it from the shared
+        cache first when it is not here yet."""
+        with self._lock:
+            first = path not in self.cache_mounts
+            self.cache_mounts.add(path)
+        if first and self.remote is not None and self.options.cache_mounts:
+            self.remote.restore_mount(path)
+
+    def root_of(self, ref: StageRef) -> Path:
+        """The root of a stage built earlier, or of an image (opened once)."""
+        if ref.stage is not None:
+            return self.results[ref.stage].root
+        assert ref.image is not None
+        with self._lock:
+            if ref.image not in self._image_roots:
+                _, layers = self.base_image(ref.image, None)
+                self._image_roots[ref.image] = Workspace.create(
+                    self.store, layers, driver=self.options.driver)
+            return Path(self._image_roots[ref.image].root)
+
+    # base images
+
+    def find_image(self, name: str, base: FromInstruction | None) -> ImageRecord:
         """The stored image ``name`` names, pulled first as the pull policy says (once
         per build)."""
-        from builder.store.transports import import_image, parse_transport
-
         location = base.location if base is not None else None
         transport, rest = parse_transport(name)
         with self._pull_lock:
@@ -277,11 +297,11 @@ class BuildState:
                 replay.used_image(rest, self._found[rest].manifest_digest)
             return self._found[rest]
 
-    def _resolve_image(self, ref: str, location: Any) -> Any:
+    def _resolve_image(self, ref: str, location: Location | None) -> ImageRecord:
         policy = self.options.pull
         platform = self.options.platform
         try:
-            local = self.store.lookup(ref)
+            local: ImageRecord | None = self.store.lookup(ref)
         except ImageNotFound:
             local = None
         if local is not None and not _fits(local.config, platform):
@@ -297,9 +317,6 @@ class BuildState:
             return local
         if local is not None and policy == "missing":
             return local
-        from builder.registry.client import remote_digest
-        from builder.store.transports import pull_image
-
         registry = self.registry_options()
         if local is not None and policy == "newer":
             try:
@@ -315,12 +332,8 @@ class BuildState:
         except PybuildError as exc:
             raise PlanError(f'pulling image "{ref}": {exc}', location) from exc
 
-    def registry_options(self) -> Any:
+    def registry_options(self) -> RegistryOptions:
         """The ``RegistryOptions`` for pulls, for this build's platform."""
-        import dataclasses
-
-        from builder.registry.client import RegistryOptions
-
         base = self.options.registry
         if callable(base):  # made on first use: most builds never talk to a registry
             base = base()
@@ -338,18 +351,16 @@ class BuildState:
         """After a failure: drop the cache entries this build recorded, the blobs nothing
         references then (through gc, which leaves other processes' in-flight blobs alone)
         and the layer directories this build made."""
-        from builder.rootfs.layercache import forget, layer_cache_dir
-
         if self.cache is not None:  # a failed build leaves the store as it found it
             for key in self.recorded:
                 self.cache.remove(key)
         self.store.gc()
-        for diff_id in self.new_layer_dirs:
+        for diff_id in self.effects.new_layers:
             if diff_id.split(":", 1)[-1] not in layers_before:
                 forget(layer_cache_dir(self.store.root, diff_id))
 
 
-def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildPlan]:
+def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     """Parse and plan the Containerfile for ``options.platform``; a RUN the platform
     cannot run here is an error."""
     containerfile = parse_cached(store, options.containerfile)
@@ -367,41 +378,14 @@ def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildP
     plan = make_plan(containerfile, options.build_args, platform_args(options.platform),
                      target=options.target, image_exists=image_exists)
     check_emulation(plan, options.platform)
-    return containerfile, plan
+    return plan
 
 
-def parse_cached(store: Any, source: ContainerfileSource) -> Containerfile:
-    """The parsed Containerfile, kept in ``<store>/cache/parsed/`` under a key of the
-    text, its name and the parser's source files, so a rebuild skips the parser."""
-    import hashlib
-    import pickle
-
-    key = hashlib.sha256(b"%s\0%s\0%s" % (replay.code_fingerprint(), source.display.encode(),
-                                            source.text)).hexdigest()
-    path = Path(store.root) / "cache" / "parsed" / f"{key}.pickle"
-    try:
-        with open(path, "rb") as f:
-            cached = pickle.load(f)
-        if isinstance(cached, Containerfile):
-            return cached
-    except Exception:  # noqa: BLE001 - a missing or unreadable entry is a miss
-        pass
-    from builder.instructions.parse import parse_containerfile
-
-    containerfile = parse_containerfile(source.text, source.display)
-    with contextlib.suppress(OSError, pickle.PicklingError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(store.tmp_dir()) / f"parsed-{key}"
-        tmp.write_bytes(pickle.dumps(containerfile, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)
-    return containerfile
-
-
-def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
+def build(store: Store, options: BuildOptions, progress: Progress) -> BuildResult:
     """Build ``options.containerfile`` in ``options.context``; name the result with the tags."""
-    containerfile, plan = plan_build(store, options)
+    plan = plan_build(store, options)
     progress.stage_count = len(plan.stages)
-    state = BuildState(store, options, containerfile, plan, progress)
+    state = BuildState(store, options, plan, progress)
     before_layers = set(os.listdir(store.root / "layers")) if (store.root / "layers").exists() \
         else set()
     committed = False
@@ -416,12 +400,12 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
             if state.remote is not None:
                 state.remote.send(state.step_keys, state.cache_mounts, progress)
     except OSError as exc:
-        raise StoreError(f"building image: {exc.filename or ''} {exc.strerror}".replace(
-            ":  ", ": ")) from exc
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise StoreError(f"building image: {where}{exc.strerror}") from exc
     finally:
         state.close()
         if not committed:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, PybuildError):  # the build's own error wins
                 state.forget_new_data(before_layers)
     if state.remote is not None:
         state.remote.close()
@@ -431,15 +415,11 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
     return BuildResult(record.id, record.manifest_digest, record.names)
 
 
-def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform],
+def build_platforms(store: Store, options: BuildOptions, platforms: list[Platform],
                     progress: Progress, manifest: str | None = None) -> list[BuildResult]:
     """Build once per platform, in order; with ``manifest``, add each image to that
     manifest list (made when missing). Several platforms need ``manifest``: their
     images are not tagged, the list names them."""
-    import dataclasses
-
-    from builder.errors import UsageError
-
     if len(platforms) > 1 and manifest is None:
         raise UsageError("building for several platforms: name a manifest list with --manifest")
     if len(platforms) > 1 and options.tags:
@@ -455,30 +435,9 @@ def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform]
             progress.info(f"Building for {platform}")
         result = build(store, dataclasses.replace(options, platform=platform), progress)
         if manifest is not None:
-            from builder.store.manifests import add_to_manifest
-
             add_to_manifest(store, manifest, result.image_id)
         results.append(result)
     return results
-
-
-def check_emulation(plan: BuildPlan, platform: Platform) -> None:
-    """A RUN for a platform this host cannot run needs a binfmt_misc handler: fail
-    before anything runs when there is none."""
-    if not needs_emulation(platform):
-        return
-    machine = machine_name(platform)
-    for stage_plan in plan.stages:
-        for instruction in stage_plan.stage.instructions:
-            if not isinstance(instruction, RunInstruction):
-                continue
-            if platform.os != "linux":
-                raise PlanError(f"RUN for {platform}: only linux binaries can run here",
-                                instruction.location)
-            if not emulation_registered(machine):
-                raise PlanError(f"RUN for {platform} needs emulation: no binfmt_misc handler "
-                                f"for {machine} is registered", instruction.location)
-            return
 
 
 def _fits(config: ImageConfig, platform: Platform) -> bool:
@@ -489,8 +448,6 @@ def _fits(config: ImageConfig, platform: Platform) -> bool:
 
 def _local_only(ref: str) -> bool:
     """Names under ``localhost/`` are local images no registry serves."""
-    from builder.store import normalize_name
-
     try:
         return normalize_name(ref).startswith("localhost/")
     except PybuildError:
@@ -500,12 +457,11 @@ def _local_only(ref: str) -> bool:
 def _run_stages(state: BuildState, jobs: int) -> None:
     """Run the planned stages, each once its dependencies are done, ``jobs`` at a time."""
     stages = state.plan.stages
+    context = state.step_context()
     if jobs <= 1 or len(stages) == 1:
         for position, stage_plan in enumerate(stages, 1):
-            state.results[stage_plan.index] = StageExecutor(state, stage_plan, position).run()
+            state.results[stage_plan.index] = StageExecutor(context, stage_plan, position).run()
         return
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
     state.progress.out = LineWriter(state.progress.out)  # type: ignore[assignment]
     waiting = {plan.index: (position, plan) for position, plan in enumerate(stages, 1)}
     done: set[int] = set()
@@ -516,7 +472,7 @@ def _run_stages(state: BuildState, jobs: int) -> None:
             if failure is None:
                 for index, (position, plan) in sorted(waiting.items(), key=lambda x: x[1][0]):
                     if plan.deps <= done and len(running) < jobs:
-                        running[pool.submit(StageExecutor(state, plan, position).run)] = index
+                        running[pool.submit(StageExecutor(context, plan, position).run)] = index
                         del waiting[index]
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -530,38 +486,15 @@ def _run_stages(state: BuildState, jobs: int) -> None:
         raise failure
 
 
-class LineWriter:
-    """Writes whole lines only, so lines of stages running at once do not mix."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-        self.local = threading.local()
-
-    def write(self, text: str) -> int:
-        buffer = getattr(self.local, "buffer", "") + text
-        head, sep, tail = buffer.rpartition("\n")
-        self.local.buffer = tail
-        if sep:
-            with self.lock:
-                self.out.write(head + sep)
-                self.out.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def _commit(state: BuildState, final: StageResult) -> Any:
+def _commit(state: BuildState, final: StageResult) -> ImageRecord:
     """Write the target stage's config and manifest and apply the tags."""
-    from builder.store import normalize_name
-
     options = state.options
     config = final.config
-    config.created = state.created
+    created = state.stage_options.created
+    config.created = created
     if state.cache is not None and state.misses == 0 and config.history and \
             options.timestamp is None:
-        config.created = config.history[-1].created or state.created  # the cached image
+        config.created = config.history[-1].created or created  # the cached image
     platform = options.platform
     config.architecture = platform.architecture
     config.os = platform.os
@@ -581,10 +514,6 @@ def _commit(state: BuildState, final: StageResult) -> Any:
 def _squash(state: BuildState, final: StageResult, *, everything: bool) -> None:
     """Replace the layers the target stage added (``everything``: all layers) with one
     layer of their combined changes."""
-    from builder.image.layer import write_layer
-    from builder.image.squash import squashed_config
-    from builder.rootfs.workspace import Workspace
-
     base_count = 0 if everything else _base_layer_count(state, final)
     if len(final.layers) - base_count <= 1 and not everything:
         return
@@ -597,7 +526,7 @@ def _squash(state: BuildState, final: StageResult, *, everything: bool) -> None:
         squashed = write_layer(entries, state.store.layout,
                                compression=state.options.compression,
                                timestamp=state.options.timestamp,
-                               format=state.layer_format) if entries else None
+                               format=state.stage_options.layer_format) if entries else None
     final.config = squashed_config(final.config, kept, squashed)
     final.layers = [*kept, *([squashed] if squashed else [])]
 

@@ -1,20 +1,26 @@
 """Config instructions: how ENV, LABEL, EXPOSE, USER, CMD, ... change an image config.
 
-Each ``run_<keyword>`` takes the instruction, the ``ContainerConfig`` being
-built and an ``expand`` callable (the step's environment already bound) and
-changes the config in place. Nothing here touches the file system.
+Every ``run_<keyword>`` has one signature: the instruction and a ``ConfigStep``
+(the config being built, the step's values for expansion, the image format),
+and changes the config in place; ``RUNNERS`` maps each instruction type to its
+function. Nothing here touches the file system: WORKDIR's and VOLUME's
+directories are the stage's business.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from builder.errors import StepError
+from builder.errors import ExpansionError, StepError
 from builder.image.spec import ContainerConfig
 from builder.instructions import model as m
+from builder.plan.args import apply_env, expand
+from builder.source import Location
+from builder.syntax.shell import expand_words
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -23,8 +29,6 @@ _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_0
 _OCI_DROPPED = "{what} is not supported for OCI image format{detail} and will be ignored. " \
     "Must use `docker` format"
 
-Expand = Callable[[str], str]
-ExpandWords = Callable[[str], list[str]]
 
 
 @dataclass
@@ -35,6 +39,7 @@ class ConfigState:
     author: str | None = None
     cmd_set: bool = False  # CMD given in this stage (ENTRYPOINT then keeps it)
     warnings: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)  # VOLUMEs declared by the last step
 
     @property
     def shell(self) -> list[str]:
@@ -56,16 +61,38 @@ def set_env(config: ContainerConfig, name: str, value: str) -> None:
     config.env = env
 
 
-def run_env(ins: m.EnvInstruction, state: ConfigState, expand: Expand) -> None:
-    for name, word in ins.pairs:
-        set_env(state.config, name, expand(word))
+@dataclass(frozen=True)
+class ConfigStep:
+    """What a config instruction works with: the config being built, the step's values
+    for expansion (ARGs in scope, then ENV over them) and the image format."""
+
+    state: ConfigState
+    values: Mapping[str, str]
+    escape: str
+    format: str
+    location: Location
+
+    def expand(self, word: str) -> str:
+        return expand(word, self.values, self.escape, self.location)
+
+    def expand_words(self, word: str) -> list[str]:
+        try:
+            return expand_words(word, self.values, self.escape)
+        except ExpansionError as exc:
+            exc.location = exc.location or self.location
+            raise
 
 
-def run_label(ins: m.LabelInstruction, state: ConfigState, expand: Expand) -> None:
-    labels = dict(state.config.labels or {})
+def run_env(ins: m.EnvInstruction, step: ConfigStep) -> None:
+    for name, value in apply_env(ins, step.values, step.escape):
+        set_env(step.state.config, name, value)
+
+
+def run_label(ins: m.LabelInstruction, step: ConfigStep) -> None:
+    labels = dict(step.state.config.labels or {})
     for key, value in ins.pairs:
-        labels[expand(key)] = expand(value)
-    state.config.labels = labels
+        labels[step.expand(key)] = step.expand(value)
+    step.state.config.labels = labels
 
 
 def parse_port(text: str) -> str:
@@ -83,30 +110,29 @@ def parse_port(text: str) -> str:
     return f"{port}/{proto}"
 
 
-def run_expose(ins: m.ExposeInstruction, state: ConfigState, words: ExpandWords) -> None:
-    ports = dict(state.config.exposed_ports or {})
+def run_expose(ins: m.ExposeInstruction, step: ConfigStep) -> None:
+    ports = dict(step.state.config.exposed_ports or {})
     for raw in ins.ports:
-        for word in words(raw):
+        for word in step.expand_words(raw):
             ports[parse_port(word)] = {}
-    state.config.exposed_ports = ports
+    step.state.config.exposed_ports = ports
 
 
-def run_volume(ins: m.VolumeInstruction, state: ConfigState, expand: Expand) -> list[str]:
-    """Add the volumes; returns their paths (the stage creates missing directories)."""
-    volumes = dict(state.config.volumes or {})
-    paths = []
+def run_volume(ins: m.VolumeInstruction, step: ConfigStep) -> None:
+    """Add the volumes (their paths go to ``state.volumes``: the stage creates missing
+    directories)."""
+    volumes = dict(step.state.config.volumes or {})
     for raw in ins.paths:
-        path = expand(raw)
+        path = step.expand(raw)
         if not path:
             raise StepError("VOLUME: empty path")
         volumes[path] = {}
-        paths.append(path)
-    state.config.volumes = volumes
-    return paths
+        step.state.volumes.append(path)
+    step.state.config.volumes = volumes
 
 
-def run_user(ins: m.UserInstruction, state: ConfigState, expand: Expand) -> None:
-    state.config.user = expand(ins.user)
+def run_user(ins: m.UserInstruction, step: ConfigStep) -> None:
+    step.state.config.user = step.expand(ins.user)
 
 
 def workdir_path(current: str, value: str) -> str:
@@ -116,12 +142,12 @@ def workdir_path(current: str, value: str) -> str:
     return posixpath.normpath(value) if value != "/" else "/"
 
 
-def run_workdir(ins: m.WorkdirInstruction, state: ConfigState, expand: Expand) -> str:
-    path = expand(ins.path)
+def run_workdir(ins: m.WorkdirInstruction, step: ConfigStep) -> None:
+    """Set the working directory (the stage creates it)."""
+    path = step.expand(ins.path)
     if not path:
         raise StepError("WORKDIR: empty path")
-    state.config.working_dir = workdir_path(state.config.working_dir, path)
-    return state.config.working_dir
+    step.state.config.working_dir = workdir_path(step.state.config.working_dir, path)
 
 
 def command_argv(command: m.Command, shell: list[str]) -> list[str]:
@@ -129,29 +155,29 @@ def command_argv(command: m.Command, shell: list[str]) -> list[str]:
     return [*shell, command.args[0]] if command.prepend_shell else list(command.args)
 
 
-def run_cmd(ins: m.CmdInstruction, state: ConfigState) -> None:
-    state.config.cmd = command_argv(ins.command, state.shell)
-    state.cmd_set = True
+def run_cmd(ins: m.CmdInstruction, step: ConfigStep) -> None:
+    step.state.config.cmd = command_argv(ins.command, step.state.shell)
+    step.state.cmd_set = True
 
 
-def run_entrypoint(ins: m.EntrypointInstruction, state: ConfigState) -> None:
-    state.config.entrypoint = command_argv(ins.command, state.shell)
-    if not state.cmd_set:
-        state.config.cmd = None
+def run_entrypoint(ins: m.EntrypointInstruction, step: ConfigStep) -> None:
+    step.state.config.entrypoint = command_argv(ins.command, step.state.shell)
+    if not step.state.cmd_set:
+        step.state.config.cmd = None
 
 
-def run_shell(ins: m.ShellInstruction, state: ConfigState, format: str) -> None:
-    state.config.shell = list(ins.shell)
-    if format == "oci":
-        state.warnings.append(_OCI_DROPPED.format(
+def run_shell(ins: m.ShellInstruction, step: ConfigStep) -> None:
+    step.state.config.shell = list(ins.shell)
+    if step.format == "oci":
+        step.state.warnings.append(_OCI_DROPPED.format(
             what="SHELL", detail=f", [{' '.join(ins.shell)}]"))
 
 
-def run_stopsignal(ins: m.StopsignalInstruction, state: ConfigState, expand: Expand) -> None:
-    signal = expand(ins.signal)
+def run_stopsignal(ins: m.StopsignalInstruction, step: ConfigStep) -> None:
+    signal = step.expand(ins.signal)
     if not re.fullmatch(r"(SIG)?[A-Z0-9+-]+|[0-9]+", signal):
         raise StepError(f"STOPSIGNAL: invalid signal {signal!r}")
-    state.config.stop_signal = signal
+    step.state.config.stop_signal = signal
 
 
 def duration_ns(text: str | None) -> int:
@@ -179,24 +205,42 @@ def healthcheck_config(test: list[str], *, interval: str | None = None,
     return check
 
 
-def run_healthcheck(ins: m.HealthcheckInstruction, state: ConfigState, format: str) -> None:
-    state.config.healthcheck = healthcheck_config(
+def run_healthcheck(ins: m.HealthcheckInstruction, step: ConfigStep) -> None:
+    step.state.config.healthcheck = healthcheck_config(
         ["NONE"] if ins.test is None else list(ins.test), interval=ins.interval,
         timeout=ins.timeout, start_period=ins.start_period, start_interval=ins.start_interval,
         retries=ins.retries)
-    if format == "oci":
-        state.warnings.append(_OCI_DROPPED.format(what="HEALTHCHECK", detail=""))
+    if step.format == "oci":
+        step.state.warnings.append(_OCI_DROPPED.format(what="HEALTHCHECK", detail=""))
 
 
-def run_onbuild(ins: m.OnbuildInstruction, state: ConfigState, format: str) -> None:
-    state.config.on_build = [*(state.config.on_build or []), ins.expression]
-    if format == "oci":
-        state.warnings.append(_OCI_DROPPED.format(
+def run_onbuild(ins: m.OnbuildInstruction, step: ConfigStep) -> None:
+    step.state.config.on_build = [*(step.state.config.on_build or []), ins.expression]
+    if step.format == "oci":
+        step.state.warnings.append(_OCI_DROPPED.format(
             what="ONBUILD", detail=f", [{ins.expression}]"))
 
 
-def run_maintainer(ins: m.MaintainerInstruction, state: ConfigState) -> None:
-    state.author = ins.maintainer
+def run_maintainer(ins: m.MaintainerInstruction, step: ConfigStep) -> None:
+    step.state.author = ins.maintainer
+
+
+# instruction type -> what it does to the config (ARG, COPY/ADD and RUN are the stage's)
+RUNNERS: dict[type[m.Instruction], Callable[[Any, ConfigStep], None]] = {
+    m.EnvInstruction: run_env,
+    m.LabelInstruction: run_label,
+    m.ExposeInstruction: run_expose,
+    m.VolumeInstruction: run_volume,
+    m.UserInstruction: run_user,
+    m.WorkdirInstruction: run_workdir,
+    m.CmdInstruction: run_cmd,
+    m.EntrypointInstruction: run_entrypoint,
+    m.ShellInstruction: run_shell,
+    m.StopsignalInstruction: run_stopsignal,
+    m.HealthcheckInstruction: run_healthcheck,
+    m.OnbuildInstruction: run_onbuild,
+    m.MaintainerInstruction: run_maintainer,
+}
 
 
 def history_text(ins: m.Instruction) -> str:

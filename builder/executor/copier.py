@@ -546,6 +546,11 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
     return found
 
 
+def source_paths(tree: SourceTree, request: CopyRequest) -> list[str]:
+    """The paths in ``tree`` a COPY/ADD reads (globs and excludes applied)."""
+    return [source.rel for source in _expand_sources(tree, request)]
+
+
 def _without_linked_parents(tree: SourceTree, rel: str, raw: str, keyword: str) -> str:
     """``rel`` with symlinked parent directories resolved inside the tree, so that a
     link in the context never leads a source out of it (the last part is kept)."""

@@ -9,6 +9,7 @@ step that ran contributes the ``--> Using cache`` line its rebuild will print.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -63,3 +64,25 @@ class Progress:
     def _err(self, text: str) -> None:
         print(text, file=self.err, flush=True)
         replay.line(2, text)
+
+
+class LineWriter:
+    """Writes whole lines only, so lines of stages running at once do not mix."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.local, "buffer", "") + text
+        head, sep, tail = buffer.rpartition("\n")
+        self.local.buffer = tail
+        if sep:
+            with self.lock:
+                self.out.write(head + sep)
+                self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass

@@ -1,106 +1,122 @@
 """One stage of a build: for each instruction, expand, carry it out, record a layer or not.
 
+``StageExecutor`` interprets: it expands each step with that step's values,
+edits the config (``executor.config``'s table), computes the step's cache key
+(``builder.cache.keys``) and, when the cache does not have the step, asks an
+``Effects`` (``executor.effects``) to change the root file system. It sees the
+build around it only through a ``StepContext``: the plan, options, progress,
+the step cache and the inputs keys are made of; every ``--from`` arrives
+resolved by the plan.
+
 Steps that change the file system (RUN, COPY, ADD, WORKDIR creating its
 directory) become one layer each when they changed something; every other
-step is an empty-layer history entry.
-
-With the layer cache on, each step gets a key (``builder.cache.keys``) before
-it runs; a step found in the cache is not run: its layer is stacked onto the
-stage and its history entry reused. The stage's root is only assembled when a
-step has to run, so a fully cached stage mounts nothing.
+step is an empty-layer history entry. A step found in the cache is not run:
+its layer is stacked onto the stage and its history entry reused. The stage's
+root is only assembled when a step has to run, so a fully cached stage mounts
+nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import posixpath
-import threading
-from dataclasses import dataclass, field
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from builder import replay
+from builder.cache.index import CacheEntry, claim
+from builder.cache.keys import paths_digest, step_key
+from builder.cache.statcache import StatCache
+from builder.context import context_path
 from builder.errors import ContainerfileError, PybuildError, StepError
 from builder.executor import config as cfg
-from builder.executor.copier import (
-    CopyRequest,
-    SourceTree,
-    check_chmod,
-    copy_into,
-    download,
-    lookup_owner,
-    planned_entries,
-)
+from builder.executor.copier import CopyRequest, SourceTree, check_chmod, source_paths
+from builder.executor.effects import Effects, RunStep, StageResult
+from builder.executor.output import Progress
+from builder.image.layer import Layer
 from builder.image.spec import History, ImageConfig
 from builder.instructions import model as m
-from builder.plan.args import ArgScope
-from builder.plan.graph import StagePlan, StageRef
-from builder.source import Location
+from builder.instructions.parse import parse_containerfile
+from builder.plan.args import ArgScope, declare_args, expand
+from builder.plan.graph import BuildPlan, StagePlan, StageRef
+from builder.rootfs.layercache import StoreLike
 
-if TYPE_CHECKING:
-    from builder.cache.index import CacheEntry
-    from builder.executor.build import BuildState
-    from builder.image.layer import Layer, LayerEntry
-    from builder.rootfs.workspace import Workspace
-
-_FS_STEPS = (m.CopyInstruction, m.RunInstruction, m.WorkdirInstruction)
+__all__ = ["StageExecutor", "StageInputs", "StageOptions", "StageResult", "StepCache",
+           "StepContext"]
 
 
-@dataclass
-class StageResult:
-    """A built stage: its config and layers, and its root (assembled on first use,
-    kept open for COPY --from)."""
+@dataclass(frozen=True)
+class StageOptions:
+    """The options of a build that decide what its steps make."""
 
-    plan: StagePlan
-    store: Any
+    format: str  # image format: oci or docker
+    layer_format: str  # layer media types: oci or docker
+    compression: str
+    timestamp: int | None
+    created: str  # the history entries' time
+    network: str | None
+    isolation: str | None
     driver: str | None
-    config: ImageConfig
-    layers: list[Layer] = field(default_factory=list)  # bottom first
-    key: str = ""  # cache key of the last step
-    workspace: Workspace | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class StepCache(Protocol):
+    """The step cache as a stage sees it."""
 
     @property
-    def root(self) -> Path:
-        return self.open().root
+    def enabled(self) -> bool: ...
 
-    def open(self) -> Workspace:
-        """The workspace of the layers so far, assembled if need be."""
-        from builder.rootfs.workspace import Workspace
+    def lookup(self, key: str) -> CacheEntry | None: ...
+    def record(self, key: str, entry: CacheEntry) -> None: ...
+    def share(self, key: str) -> None: ...
 
-        with self._lock:
-            if self.workspace is None:
-                self.workspace = Workspace.create(self.store, self.layers, driver=self.driver)
-            return self.workspace
 
-    def drop_workspace(self) -> None:
-        """Forget the assembled root (the layers changed underneath it)."""
-        with self._lock:
-            if self.workspace is not None:
-                self.workspace.close()
-                self.workspace = None
+class StageInputs(Protocol):
+    """What a stage starts from and what its cache keys are made of."""
 
-    def identity(self) -> str:
-        """What the stage's file system is: its layers."""
-        from builder.cache.keys import layers_identity
+    @property
+    def context(self) -> Path: ...
 
-        return layers_identity(self.config.diff_ids)
+    def context_tree(self) -> SourceTree: ...
+    def stat_cache(self) -> StatCache: ...
+    def stage(self, index: int) -> StageResult: ...
+    def register(self, result: StageResult) -> None: ...
+    def base_image(self, name: str, base: m.FromInstruction | None
+                   ) -> tuple[ImageConfig, list[Layer]]: ...
+    def image_digest(self, name: str) -> str: ...
 
+
+@dataclass(frozen=True)
+class StepContext:
+    """What interpreting a stage needs from the build around it."""
+
+    plan: BuildPlan
+    options: StageOptions
+    progress: Progress
+    cache: StepCache
+    inputs: StageInputs
+    effects: Effects
+    store: StoreLike
 
 
 class StageExecutor:
-    """Runs the instructions of one stage against a Workspace."""
+    """Interprets the instructions of one stage; an ``Effects`` does what they do."""
 
-    def __init__(self, build: BuildState, plan: StagePlan, position: int) -> None:
-        self.build = build
+    def __init__(self, context: StepContext, plan: StagePlan, position: int) -> None:
+        self.ctx = context
         self.plan = plan
         self.position = position
-        self.escape = build.containerfile.escape
-        self.scope: ArgScope = build.plan.scope.child()
+        self.escape = context.plan.containerfile.escape
+        self.scope: ArgScope = context.plan.scope.child()
         self.state: cfg.ConfigState
         self.pending_volumes: list[str] = []  # VOLUMEs after the last file system change
-        self.planned: list[LayerEntry] | None = None  # a COPY's layer, planned by run_copy
         self.result: StageResult
 
     # expansion
@@ -109,27 +125,19 @@ class StageExecutor:
         """The step's environment for expansion: ARGs in scope, then ENV over them."""
         return {**self.scope.values, **self.state.env_map()}
 
-    def expand(self, word: str, location: Location) -> str:
-        from builder.plan.graph import expand
+    def expand(self, word: str, ins: m.Instruction) -> str:
+        return expand(word, self.values(), self.escape, ins.location)
 
-        return expand(word, self.values(), self.escape, location)
-
-    def expand_words(self, word: str, location: Location) -> list[str]:
-        from builder.errors import ExpansionError
-        from builder.syntax.shell import expand_words
-
-        try:
-            return expand_words(word, self.values(), self.escape)
-        except ExpansionError as exc:
-            exc.location = exc.location or location
-            raise
+    def config_step(self, ins: m.Instruction) -> cfg.ConfigStep:
+        return cfg.ConfigStep(self.state, self.values(), self.escape, self.ctx.options.format,
+                              ins.location)
 
     # the stage
 
     def run(self) -> StageResult:
         stage = self.plan.stage
         steps = 1 + len(stage.instructions)
-        progress = self.build.progress
+        progress = self.ctx.progress
         progress.step(self.position, 1, steps, stage.base.original)
         self.result = self._open_base(self.plan.base, stage.base)
         self.state = cfg.ConfigState(self.result.config.config, self.result.config.author)
@@ -146,6 +154,22 @@ class StageExecutor:
         self.result.config.author = self.state.author
         return self.result
 
+    def _open_base(self, ref: StageRef, base: m.FromInstruction) -> StageResult:
+        inputs = self.ctx.inputs
+        if ref.stage is not None:
+            parent = inputs.stage(ref.stage)
+            config = copy.deepcopy(parent.config)
+            layers = list(parent.layers)
+            key = parent.key
+        else:
+            assert ref.image is not None
+            config, layers = inputs.base_image(ref.image, base)
+            key = step_key("FROM", inputs.image_digest(ref.image), config.diff_ids)
+        result = StageResult(self.plan, self.ctx.store, self.ctx.options.driver, config,
+                             layers, key)
+        inputs.register(result)  # closed by the build, even on failure
+        return result
+
     def make_volumes(self) -> None:
         """Create the directories of VOLUMEs declared after the last step that changed
         the file system, in one last layer; Buildah keeps only those."""
@@ -158,31 +182,15 @@ class StageExecutor:
             if entry is None:
                 made = False
                 for path in self.pending_volumes:
-                    made = self.ensure_dir(posixpath.join("/", path), as_user=False) or made
-                layer = self.add_layer(self.result.open().changes()) if made else None
+                    made = self.ctx.effects.ensure_dir(
+                        self.result, posixpath.join("/", path), "") or made
+                layer = self.commit() if made else None
                 entry = self.remember(key, volume_steps[-1], layer)
             elif entry.layer is not None:
                 self.stack(entry)
         self.key = key
         if entry.layer is not None:
             volume_steps[-1].empty_layer = False
-
-    def _open_base(self, ref: StageRef, base: m.FromInstruction) -> StageResult:
-        from builder.cache.keys import step_key
-
-        if ref.stage is not None:
-            parent = self.build.results[ref.stage]
-            config = copy.deepcopy(parent.config)
-            layers = list(parent.layers)
-            key = parent.key
-        else:
-            assert ref.image is not None
-            config, layers = self.build.base_image(ref.image, base)
-            key = step_key("FROM", self.build.image_digest(ref.image), config.diff_ids)
-        result = StageResult(self.plan, self.build.store, self.build.options.driver, config,
-                             layers, key)
-        self.build.results[self.plan.index] = result  # closed by the build, even on failure
-        return result
 
     # the cache
 
@@ -197,25 +205,19 @@ class StageExecutor:
     def fs_key(self, *parts: Any) -> str:
         """The key of a step that may change the file system: the parent, the top
         layer, what decides the layer's bytes, then ``parts``."""
-        from builder.cache.keys import step_key
-
-        options = self.build.options
+        options = self.ctx.options
         return step_key(self.key, self.result.config.diff_ids[-1:],
-                        [options.timestamp, options.compression, self.build.layer_format],
+                        [options.timestamp, options.compression, options.layer_format],
                         *parts)
 
-    def claim(self, key: str) -> Any:
-        import contextlib
-
-        from builder.cache.index import claim
-
-        return claim(key) if self.build.cache is not None else contextlib.nullcontext()
+    def claim(self, key: str) -> AbstractContextManager[None]:
+        return claim(key) if self.ctx.cache.enabled else contextlib.nullcontext()
 
     def lookup(self, key: str) -> CacheEntry | None:
         """The cached result of step ``key`` (locally or in a --cache-from registry)."""
-        entry = self.build.lookup(key)
+        entry = self.ctx.cache.lookup(key)
         if entry is not None:
-            self.build.progress.using_cache(key, hit=True)
+            self.ctx.progress.using_cache(key, hit=True)
         return entry
 
     def stack(self, entry: CacheEntry) -> None:
@@ -227,19 +229,28 @@ class StageExecutor:
 
     def remember(self, key: str, history: History, layer: Layer | None) -> CacheEntry:
         """Record a step that ran under ``key``."""
-        import time
-
-        from builder.cache.index import CacheEntry
-
         entry = CacheEntry(history, layer, time.time())
-        self.build.record(key, entry)
-        self.build.progress.using_cache(key, hit=False)
+        self.ctx.cache.record(key, entry)
+        self.ctx.progress.using_cache(key, hit=False)
         return entry
+
+    def commit(self) -> Layer | None:
+        """The changes of the step that ran, as the stage's next layer."""
+        layer = self.ctx.effects.commit(self.result)
+        if layer is not None:
+            self.result.layers.append(layer)
+            self.result.config.diff_ids.append(layer.diff_id)
+        return layer
+
+    # steps
 
     def step(self, instruction: m.Instruction, position: int | None) -> None:
         """Carry out one instruction; errors get the instruction's location."""
         try:
-            self.cached_step(instruction, position)
+            if type(instruction) in _FS_STEPS:
+                self.fs_step(instruction, position)
+            else:
+                self.config_step_cached(instruction)
         except ContainerfileError as exc:
             if exc.location is None:
                 exc.location = instruction.location
@@ -249,165 +260,69 @@ class StageExecutor:
                 f'building at STEP "{instruction.original}": {exc}', instruction.location
             ) from exc
         except OSError as exc:
-            raise StepError(
-                f'building at STEP "{instruction.original}": '
-                f"{exc.filename or ''}: {exc.strerror}".replace(": : ", ": "),
-                instruction.location,
-            ) from exc
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise StepError(f'building at STEP "{instruction.original}": {where}{exc.strerror}',
+                            instruction.location) from exc
         for warning in self.state.warnings:
-            self.build.progress.warn(warning)
+            self.ctx.progress.warn(warning)
         self.state.warnings.clear()
 
-    def cached_step(self, ins: m.Instruction, position: int | None) -> None:
-        """Look the step up in the cache; run and record it when it is not there."""
-        from builder.cache.keys import step_key
-
-        if not isinstance(ins, _FS_STEPS):
-            self.dispatch(ins, position)
-            key = step_key(self.key, ins.original, sorted(self.scope.values.items()),
-                           self.state.config.to_json(self.build.options.format))
-            entry = self.lookup(key)
-            if entry is None:
-                history = History(created=self.build.created, created_by=cfg.history_text(ins),
-                                  empty_layer=True)
-                entry = self.remember(key, history, None)
-            self.result.config.history.append(copy.copy(entry.history))
-            self.key = key
-            return
-        if isinstance(ins, m.WorkdirInstruction):
-            path = cfg.run_workdir(ins, self.state, lambda w: self.expand(w, ins.location))
-            key = self.fs_key(ins.original, path, self.state.config.user)
+    def config_step_cached(self, ins: m.Instruction) -> None:
+        """A step that only changes the config (or the ARGs in scope)."""
+        if isinstance(ins, m.ArgInstruction):
+            declare_args(ins, self.scope, self.state.env_map(), self.ctx.plan.global_args,
+                         self.escape)
         else:
-            key = self.step_inputs(ins, position)
+            cfg.RUNNERS[type(ins)](ins, self.config_step(ins))
+            self.pending_volumes.extend(self.state.volumes)
+            self.state.volumes.clear()
+        key = step_key(self.key, ins.original, sorted(self.scope.values.items()),
+                       self.state.config.to_json(self.ctx.options.format))
+        entry = self.lookup(key)
+        if entry is None:
+            history = History(created=self.ctx.options.created, created_by=cfg.history_text(ins),
+                              empty_layer=True)
+            entry = self.remember(key, history, None)
+        self.result.config.history.append(copy.copy(entry.history))
+        self.key = key
+
+    def fs_step(self, ins: m.Instruction, position: int | None) -> None:
+        """A step that may change the file system: looked up in the cache under its key
+        (the inputs it reads), run and recorded when it is not there."""
+        key, carry_out = _FS_STEPS[type(ins)](self, ins, position)
         with self.claim(key):
             entry = self.lookup(key)
             if entry is None:
-                if isinstance(ins, m.WorkdirInstruction):
-                    changed = self.ensure_dir(path)
-                else:
-                    changed = self.dispatch(ins, position)
-                entry = self.record(ins, changed, key)
+                changed = carry_out()
+                layer = self.commit() if changed else None
+                history = History(created=self.ctx.options.created,
+                                  created_by=cfg.history_text(ins), empty_layer=layer is None)
+                self.result.config.history.append(history)
+                entry = self.remember(key, history, layer)
             else:
                 if entry.layer is not None:
                     self.stack(entry)
                 self.result.config.history.append(copy.copy(entry.history))
         if entry.layer is not None or not isinstance(ins, m.WorkdirInstruction):
             self.pending_volumes.clear()
-        self.build.share(key)
+        self.ctx.cache.share(key)
         self.key = key
 
-    def record(self, instruction: m.Instruction, changes_fs: bool, key: str) -> CacheEntry:
-        """Write a layer for the step's changes, or an empty-layer history entry."""
-        planned, self.planned = self.planned, None
-        if planned is not None:
-            entries = planned
-        else:
-            entries = self.result.open().changes() if changes_fs else []
-        history = History(created=self.build.created, created_by=cfg.history_text(instruction),
-                          empty_layer=not entries)
-        layer = self.add_layer(entries, planned is None) if entries else None
-        self.result.config.history.append(history)
-        return self.remember(key, history, layer)
+    # WORKDIR
 
-    def add_layer(self, entries: list[LayerEntry], from_workspace: bool = True) -> Layer:
-        """Write the changes as the stage's next layer and make it the workspace's base
-        (entries planned without a workspace leave it to be assembled when needed)."""
-        from builder.image.layer import write_layer
-
-        build = self.build
-        layer = write_layer(entries, build.store.layout, compression=build.options.compression,
-                            timestamp=build.options.timestamp, format=build.layer_format)
-        if from_workspace:
-            self.result.open().commit(layer.diff_id)
-        build.new_layer_dirs.add(layer.diff_id)  # a planned layer's is made on first use
-        self.result.layers.append(layer)
-        self.result.config.diff_ids.append(layer.diff_id)
-        return layer
-
-    def dispatch(self, ins: m.Instruction, position: int | None) -> bool:
-        """Carry out one instruction; True when it may have changed the file system."""
-        state = self.state
-        options = self.build.options
-
-        def expand(word: str) -> str:
-            return self.expand(word, ins.location)
-
-        if isinstance(ins, m.ArgInstruction):
-            for arg in ins.args:
-                default = None if arg.default is None else expand(arg.default)
-                self.scope.declare(arg.name, default, self.build.plan.global_args)
-        elif isinstance(ins, m.EnvInstruction):
-            values = [(name, expand(word)) for name, word in ins.pairs]
-            for name, value in values:
-                cfg.set_env(state.config, name, value)
-        elif isinstance(ins, m.LabelInstruction):
-            cfg.run_label(ins, state, expand)
-        elif isinstance(ins, m.ExposeInstruction):
-            cfg.run_expose(ins, state, lambda w: self.expand_words(w, ins.location))
-        elif isinstance(ins, m.VolumeInstruction):
-            self.pending_volumes.extend(cfg.run_volume(ins, state, expand))
-        elif isinstance(ins, m.UserInstruction):
-            cfg.run_user(ins, state, expand)
-        elif isinstance(ins, m.WorkdirInstruction):
-            path = cfg.run_workdir(ins, state, expand)
-            made = self.ensure_dir(path)
-            if made:
-                self.pending_volumes.clear()
-            return made
-        elif isinstance(ins, m.CmdInstruction):
-            cfg.run_cmd(ins, state)
-        elif isinstance(ins, m.EntrypointInstruction):
-            cfg.run_entrypoint(ins, state)
-        elif isinstance(ins, m.ShellInstruction):
-            cfg.run_shell(ins, state, options.format)
-        elif isinstance(ins, m.StopsignalInstruction):
-            cfg.run_stopsignal(ins, state, expand)
-        elif isinstance(ins, m.HealthcheckInstruction):
-            cfg.run_healthcheck(ins, state, options.format)
-        elif isinstance(ins, m.OnbuildInstruction):
-            cfg.run_onbuild(ins, state, options.format)
-        elif isinstance(ins, m.MaintainerInstruction):
-            cfg.run_maintainer(ins, state)
-        elif isinstance(ins, m.CopyInstruction):
-            self.run_copy(ins, position)
-            self.pending_volumes.clear()
-            return True
-        elif isinstance(ins, m.RunInstruction):
-            self.run_run(ins, position)
-            self.pending_volumes.clear()
-            return True
-        else:
-            raise StepError(f"{ins.keyword}: not supported here", ins.location)
-        return False
-
-    def ensure_dir(self, path: str, *, as_user: bool = True) -> bool:
-        """Create a directory inside the root as Buildah does for WORKDIR (owned by the
-        USER) and VOLUME (owned by root); True if something was made."""
-        from builder.context import resolve_in_root
-        from builder.executor.users import resolve_user_in_root
-
-        root = self.result.root
-        target = resolve_in_root(root, path)
-        missing: list[Path] = []
-        while not os.path.lexists(target):
-            missing.append(target)
-            target = target.parent
-        if not missing:
-            return False
-        user = resolve_user_in_root(root, self.state.config.user if as_user else "")
-        for directory in reversed(missing):
-            directory.mkdir()
-            os.chmod(directory, 0o755)
-            os.chown(directory, user.uid, user.gid)
-        return True
+    def prepare_workdir(self, ins: m.Instruction, position: int | None
+                        ) -> tuple[str, Callable[[], bool]]:
+        assert isinstance(ins, m.WorkdirInstruction)
+        cfg.run_workdir(ins, self.config_step(ins))
+        path = self.state.config.working_dir
+        user = self.state.config.user or ""
+        key = self.fs_key(ins.original, path, self.state.config.user)
+        return key, lambda: self.ctx.effects.ensure_dir(self.result, path, user)
 
     # COPY / ADD
 
     def copy_request(self, ins: m.CopyInstruction) -> tuple[CopyRequest, str | None]:
         """The step with every word expanded (no owner yet) and its --chown text."""
-        def expand_one(word: str) -> str:
-            return self.expand(word, ins.location)
-
         heredoc_names = {f"<<{h.name}": h for h in ins.heredocs}
         heredoc_names.update({f"<<-{h.name}": h for h in ins.heredocs})
         sources: list[str] = []
@@ -415,156 +330,143 @@ class StageExecutor:
         for raw in ins.sources:
             doc = heredoc_names.get(raw)
             if doc is not None:
-                body = expand_one(doc.body) if doc.expand else doc.body
+                body = self.expand(doc.body, ins) if doc.expand else doc.body
                 heredocs[doc.name] = body.encode()
                 sources.append(doc.name)
             else:
-                sources.append(expand_one(raw))
-        raw_dest = expand_one(ins.dest)
+                sources.append(self.expand(raw, ins))
+        raw_dest = self.expand(ins.dest, ins)
         workdir = self.state.config.working_dir or "/"
         dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir, raw_dest)
         dest_is_dir = raw_dest.endswith(("/", "/.")) or raw_dest in (".", "./")
-        chown = expand_one(ins.chown) if ins.chown else None
-        chmod = expand_one(ins.chmod) if ins.chmod else None
+        chown = self.expand(ins.chown, ins) if ins.chown else None
+        chmod = self.expand(ins.chmod, ins) if ins.chmod else None
         if chmod:
             check_chmod(chmod)
         checksum = None
         if isinstance(ins, m.AddInstruction) and ins.checksum:
-            checksum = expand_one(ins.checksum)
+            checksum = self.expand(ins.checksum, ins)
         request = CopyRequest(
             keyword=ins.keyword, sources=tuple(sources), dest=dest, dest_is_dir=dest_is_dir,
             chmod=chmod, parents=ins.parents,
-            excludes=tuple(expand_one(x) for x in ins.excludes), heredocs=heredocs,
-            checksum=checksum, timestamp=self.build.options.timestamp,
+            excludes=tuple(self.expand(x, ins) for x in ins.excludes), heredocs=heredocs,
+            checksum=checksum, timestamp=self.ctx.options.timestamp,
         )
         return request, chown
 
-    def run_copy(self, ins: m.CopyInstruction, position: int | None) -> None:
-        """Copy into the root; into a stage with nothing in it yet (``FROM scratch``),
-        plan the layer from the sources instead of writing the files."""
+    def copy_source(self, ins: m.CopyInstruction, position: int | None) -> StageRef | None:
+        """What ``--from`` names (None: the context), resolved by the plan; an ONBUILD
+        trigger's is resolved now, by the plan's rule."""
+        if position is not None:
+            return self.plan.sources.get(position)
+        if not ins.from_:
+            return None
+        value = self.expand(ins.from_, ins)
+        return self.ctx.plan.resolve(value, self.plan.index, ins)
+
+    def prepare_copy(self, ins: m.Instruction, position: int | None
+                     ) -> tuple[str, Callable[[], bool]]:
+        """The key of a COPY/ADD: its expanded words and the content it reads."""
+        assert isinstance(ins, m.CopyInstruction)
         request, chown = self.copy_request(ins)
-        tree = self.source_tree(position)
-        empty = self.result.workspace is None and not self.result.layers
-        if empty and all(part.isdigit() for part in (chown or "0").split(":", 1)):
-            if chown:
-                request = dataclasses.replace(request, owner=lookup_owner(Path("/"), chown))
-            self.planned = planned_entries(request, tree)
-            if self.planned is not None:
-                return
-        if chown:
-            request = dataclasses.replace(request, owner=lookup_owner(self.result.root, chown))
-        is_add = isinstance(ins, m.AddInstruction)
-        copy_into(self.result.root, request, tree, download if is_add else None)
+        source = self.copy_source(ins, position)
+        if source is not None:
+            content = self.ref_identity(source)
+        else:
+            content = self.context_digest(request)
+        if isinstance(ins, m.AddInstruction) and not request.checksum and any(
+                s.lower().startswith(("http://", "https://")) for s in request.sources):
+            content = uuid.uuid4().hex  # a download without a checksum always runs
+            replay.cancel("download")
+        key = self.fs_key(ins.keyword, dataclasses.asdict(request), chown, content)
+        add = isinstance(ins, m.AddInstruction)
 
-    def source_tree(self, position: int | None) -> SourceTree:
-        ref = self.plan.sources.get(position) if position is not None else None
-        if ref is None:
-            return self.build.context_tree()
-        return SourceTree(self.build.root_of(ref))
+        def carry_out() -> bool:
+            self.ctx.effects.copy(self.result, request, source, chown, add)
+            return True
 
-    def step_inputs(self, ins: m.CopyInstruction | m.RunInstruction, position: int | None) -> str:
-        """The cache key of a COPY, ADD or RUN: its expanded inputs and the content it uses."""
-        if isinstance(ins, m.CopyInstruction):
-            request, chown = self.copy_request(ins)
-            ref = self.plan.sources.get(position) if position is not None else None
-            if ref is not None:
-                content = self.ref_identity(ref)
-            else:
-                content = self.context_digest(request)
-            if isinstance(ins, m.AddInstruction) and not request.checksum and any(
-                    s.lower().startswith(("http://", "https://")) for s in request.sources):
-                import uuid
-
-                from builder import replay
-
-                content = uuid.uuid4().hex  # a download without a checksum always runs
-                replay.cancel("download")
-            return self.fs_key(ins.keyword, dataclasses.asdict(request), chown, content)
-        from builder.cache.keys import paths_digest
-        from builder.context import context_path
-        from builder.executor.mounts import parse_run_mount
-
-        state, options = self.state, self.build.options
-        mounts = [self.expand(raw, ins.location) for raw in ins.mounts]
-        used: list[str] = []
-        for mount in map(parse_run_mount, mounts):
-            if mount.type != "bind":
-                continue  # caches and tmpfs start as they are; a secret counts by its id
-            if mount.from_:
-                used.append(self.name_identity(mount.from_))
-            else:
-                rel = context_path(mount.source or ".")
-                used.append(paths_digest(os.fspath(self.build.context), [rel],
-                                         stats=self.build.stat_cache()))
-        return self.fs_key(
-            "RUN", ins.original, _run_argv(ins, state.shell),
-            sorted({**self.scope.values, **state.env_map()}.items()),
-            state.config.working_dir or "/", state.config.user or "",
-            ins.network or options.network or "private", options.isolation,
-            [h.body for h in ins.heredocs], mounts, used,
-        )
+        return key, carry_out
 
     def context_digest(self, request: CopyRequest) -> str:
         """Digest of the context files a COPY/ADD reads (after the ignore file)."""
-        from builder.cache.keys import paths_digest
-        from builder.executor.copier import _expand_sources
-
-        tree = self.build.context_tree()
-        rels = [source.rel for source in _expand_sources(tree, request)]
+        tree = self.ctx.inputs.context_tree()
+        rels = source_paths(tree, request)
         visible = tree.visible if tree.included is not None else None
         return paths_digest(os.fspath(tree.root), rels, visible=visible,
-                            stats=self.build.stat_cache())
+                            stats=self.ctx.inputs.stat_cache())
 
     def ref_identity(self, ref: StageRef) -> str:
+        """What a resolved ``--from`` names: a stage's layers or an image's digest."""
         if ref.stage is not None:
-            return self.build.results[ref.stage].identity()
+            return self.ctx.inputs.stage(ref.stage).identity()
         assert ref.image is not None
-        return self.build.image_digest(ref.image)
-
-    def name_identity(self, name: str) -> str:
-        """What ``RUN --mount from=NAME`` names: a stage's layers or an image's digest."""
-        for index, result in list(self.build.results.items()):
-            stage_name = result.plan.name
-            if (stage_name and stage_name.lower() == name.lower()) or name == str(index):
-                return result.identity()
-        return self.build.image_digest(name)
+        return self.ctx.inputs.image_digest(ref.image)
 
     # RUN
 
-    def run_run(self, ins: m.RunInstruction, position: int | None) -> None:
-        from builder.executor.mounts import parse_run_mount, resolve_mounts
-        from builder.executor.sandbox import RunSpec, run_in_sandbox
-
-        build = self.build
+    def run_step(self, ins: m.RunInstruction, position: int | None) -> RunStep:
+        """The RUN with its words expanded and its mounts' sources resolved."""
         state = self.state
-        argv = _run_argv(ins, state.shell)
+        options = self.ctx.options
+        mounts = [mount.expanded(lambda word: self.expand(word, ins)) for mount in ins.mounts]
+        planned = self.plan.mounts.get(position, ()) if position is not None else ()
+        sources = [planned[index] if index < len(planned) else None if not mount.from_
+                   else self.ctx.plan.resolve(self.expand(mount.from_, ins), self.plan.index,
+                                              ins)
+                   for index, mount in enumerate(mounts)]
         env = {**self.scope.values, **state.env_map()}
-        workdir = state.config.working_dir or "/"
-        root = self.result.root
-        self.ensure_dir(workdir)
-        mounts = []
-        if ins.mounts:
-            parsed = [parse_run_mount(self.expand(raw, ins.location)) for raw in ins.mounts]
-            mounts = resolve_mounts(
-                parsed, context=build.context,
-                stage_root=build.root_by_name,
-                cache_root=build.store.root / "cache", secrets=build.options.secrets,
-            )
-            for mount in mounts:
-                if mount.type == "cache" and mount.source is not None:
-                    build.cache_mount_used(mount.source)
-        spec = RunSpec(
-            argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir,
-            user=state.config.user or "", hostname="pybuild",
-            network=ins.network or build.options.network or "private", mounts=tuple(mounts),
-            isolation=build.options.isolation or "chroot",
+        return RunStep(
+            argv=_run_argv(ins, state.shell), env=[f"{k}={v}" for k, v in env.items()],
+            cwd=state.config.working_dir or "/", user=state.config.user or "",
+            hostname="pybuild", network=ins.network or options.network or "private",
+            isolation=options.isolation or "chroot", mounts=tuple(zip(mounts, sources)))
+
+    def prepare_run(self, ins: m.Instruction, position: int | None
+                    ) -> tuple[str, Callable[[], bool]]:
+        """The key of a RUN: its command, environment, user, network, heredocs and mounts,
+        and the content of what it binds from the context or other stages."""
+        assert isinstance(ins, m.RunInstruction)
+        step = self.run_step(ins, position)
+        used: list[str] = []
+        for mount, ref in step.mounts:
+            if mount.type != "bind":
+                continue  # caches and tmpfs start as they are; a secret counts by its id
+            if ref is not None:
+                used.append(self.ref_identity(ref))
+            else:
+                rel = context_path(mount.source or ".")
+                used.append(paths_digest(os.fspath(self.ctx.inputs.context), [rel],
+                                         stats=self.ctx.inputs.stat_cache()))
+        key = self.fs_key(
+            "RUN", ins.original, step.argv, sorted({**self.scope.values,
+                                                   **self.state.env_map()}.items()),
+            step.cwd, step.user, step.network, self.ctx.options.isolation,
+            [h.body for h in ins.heredocs], [dataclasses.asdict(mount) for mount, _ in step.mounts],
+            used,
         )
-        status = run_in_sandbox(root, spec)
-        if status != 0:
-            raise StepError(
-                f'error building at STEP "{ins.original}": exit status {status}',
-                ins.location, status=status,
-            )
+
+        def carry_out() -> bool:
+            self.ctx.effects.ensure_dir(self.result, step.cwd, step.user)
+            status = self.ctx.effects.run(self.result, step)
+            if status != 0:
+                raise StepError(
+                    f'error building at STEP "{ins.original}": exit status {status}',
+                    ins.location, status=status,
+                )
+            return True
+
+        return key, carry_out
+
+
+# The steps that may change the file system, each with one signature: the step's cache
+# key and what carrying it out does (True: the file system may have changed).
+_Prepare = Callable[[StageExecutor, m.Instruction, int | None], tuple[str, Callable[[], bool]]]
+_FS_STEPS: dict[type[m.Instruction], _Prepare] = {
+    m.CopyInstruction: StageExecutor.prepare_copy,
+    m.AddInstruction: StageExecutor.prepare_copy,
+    m.RunInstruction: StageExecutor.prepare_run,
+    m.WorkdirInstruction: StageExecutor.prepare_workdir,
+}
 
 
 def _run_argv(ins: m.RunInstruction, shell: list[str]) -> list[str]:
@@ -597,8 +499,5 @@ def _heredoc_body(heredoc: m.Heredoc) -> str:
 
 def _parse_trigger(text: str, base: m.FromInstruction) -> tuple[m.Instruction, ...]:
     """An ONBUILD trigger from a base image's config, parsed as an instruction."""
-    from builder.instructions.parse import parse_containerfile
-
     parsed = parse_containerfile(f"FROM scratch\n{text}\n", base.location.file)
     return parsed.stages[0].instructions
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from builder.instructions.mounts import RunMount
 from builder.source import Finding, Location
 from builder.syntax.nodes import Heredoc as Heredoc  # a field of RUN, COPY and ADD
 
@@ -46,7 +47,7 @@ class FromInstruction(Instruction):
 @dataclass(frozen=True, kw_only=True)
 class RunInstruction(Instruction):
     command: Command
-    mounts: tuple[str, ...] = ()  # raw --mount values
+    mounts: tuple[RunMount, ...] = ()
     network: str | None = None
     security: str | None = None
     heredocs: tuple[Heredoc, ...] = ()

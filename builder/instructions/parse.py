@@ -15,6 +15,7 @@ from typing import Any
 from builder.errors import InstructionError
 from builder.instructions import model as m
 from builder.instructions.flags import FlagSet
+from builder.instructions.mounts import parse_mount
 from builder.source import Finding, Location
 from builder.syntax.nodes import Node, parse_nodes
 
@@ -92,7 +93,14 @@ def _run(c: _Context) -> m.RunInstruction:
     if security is not None and security not in _SECURITY:
         raise c.error(f"RUN: unsupported value for --security: {security!r} "
                       f"(accepted: {', '.join(_SECURITY)})")
-    return m.RunInstruction(**c.common(), command=c.command(), mounts=values.get("mount", ()),
+    mounts = []
+    for raw in values.get("mount", ()):
+        try:
+            mounts.append(parse_mount(raw))
+        except InstructionError as exc:
+            exc.location = c.location
+            raise
+    return m.RunInstruction(**c.common(), command=c.command(), mounts=tuple(mounts),
                             network=network, security=security,
                             heredocs=c.node.heredocs)
 

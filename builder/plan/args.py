@@ -1,4 +1,5 @@
-"""Build arguments: ``--build-arg`` parsing, platform args and ARG scopes.
+"""Build arguments: ``--build-arg`` parsing, platform args, ARG scopes, and the one
+implementation of what ARG and ENV instructions do to the values steps expand with.
 
 Meta args (ARGs before the first FROM) form the global scope, visible in FROM
 lines. Inside a stage an ARG is visible only after its declaration; a bare
@@ -14,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import replay
-from builder.errors import UsageError
+from builder.errors import ExpansionError, UsageError
+from builder.instructions.model import ArgInstruction, EnvInstruction
 from builder.platform import Platform, host_platform
+from builder.source import Location
+from builder.syntax.shell import expand_word
 
 PLATFORM_ARGS = frozenset({
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
@@ -110,3 +114,40 @@ def unconsumed(build_args: Mapping[str, str], consumed: Iterable[str]) -> list[s
     """Build args no ARG declared (platform args never count), sorted."""
     used = set(consumed)
     return sorted(k for k in build_args if k not in used and k not in PLATFORM_ARGS)
+
+
+def expand(word: str, env: Mapping[str, str], escape: str, location: Location) -> str:
+    """Expand one word, attaching the instruction's location to expansion errors."""
+    try:
+        return expand_word(word, env, escape)
+    except ExpansionError as exc:
+        if exc.location is None:
+            exc.location = location
+        raise
+
+
+def declare_args(ins: ArgInstruction, scope: ArgScope, env: Mapping[str, str],
+                 global_values: Mapping[str, str], escape: str) -> list[str]:
+    """Apply an ARG instruction to ``scope``: each name and default is expanded with the
+    values in scope so far (earlier names of the same instruction included) over
+    ``env`` (the stage's ENV, which wins). Names are expanded as Buildah does
+    (``ARG ${src}=x`` declares the ARG that ``src`` names). Returns the names."""
+    names = []
+    for arg in ins.args:
+        values = {**scope.values, **env}
+        name = expand(arg.name, values, escape, ins.location) if "$" in arg.name else arg.name
+        if not name:
+            raise ExpansionError(f"ARG: the name {arg.name!r} is empty after expansion",
+                                 ins.location)
+        default = None if arg.default is None else \
+            expand(arg.default, values, escape, ins.location)
+        scope.declare(name, default, global_values)
+        names.append(name)
+    return names
+
+
+def apply_env(ins: EnvInstruction, values: Mapping[str, str], escape: str
+              ) -> list[tuple[str, str]]:
+    """The (name, value) pairs an ENV instruction sets: every value is expanded with the
+    ``values`` from before the instruction, so ``ENV S=x T=$S`` gives T the old S."""
+    return [(name, expand(word, values, escape, ins.location)) for name, word in ins.pairs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from builder.errors import ExpansionError, PlanError
+from builder.errors import PlanError
 from builder.instructions.model import (
     ArgInstruction,
     Containerfile,
@@ -20,7 +20,8 @@ from builder.instructions.model import (
     RunInstruction,
     Stage,
 )
-from builder.plan.args import ArgScope
+from builder.plan.args import ArgScope, apply_env, declare_args, expand
+from builder.platform import Platform, emulation_registered, machine_name, needs_emulation
 from builder.source import Location
 
 
@@ -37,12 +38,15 @@ SCRATCH = "scratch"
 
 @dataclass
 class StagePlan:
-    """One stage to build: its base, dependencies and resolved ``--from`` sources."""
+    """One stage to build: its base, dependencies and every resolved reference: the
+    ``COPY/ADD --from`` of an instruction and the ``from`` of each of a RUN's mounts
+    (None for a mount without one), by instruction position."""
 
     stage: Stage
     base: StageRef
     deps: set[int] = field(default_factory=set)
-    sources: dict[int, StageRef] = field(default_factory=dict)  # instruction position -> ref
+    sources: dict[int, StageRef] = field(default_factory=dict)
+    mounts: dict[int, tuple[StageRef | None, ...]] = field(default_factory=dict)
 
     @property
     def index(self) -> int:
@@ -61,31 +65,18 @@ class BuildPlan:
     stages: list[StagePlan]
     global_args: dict[str, str]
     scope: ArgScope  # holds the build args and which of them were consumed
+    image_exists: Callable[[str], bool] = lambda ref: True
 
     @property
     def target(self) -> StagePlan:
         return self.stages[-1]
 
-
-def expand(word: str, env: Mapping[str, str], escape: str, location: Location) -> str:
-    """Expand one word, attaching the instruction's location to expansion errors."""
-    from builder.syntax.shell import expand_word
-
-    try:
-        return expand_word(word, env, escape)
-    except ExpansionError as exc:
-        if exc.location is None:
-            exc.location = location
-        raise
-
-
-def mount_source(raw: str) -> str | None:
-    """The ``from=`` value of a raw ``--mount`` option, if any."""
-    for part in raw.split(","):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "from":
-            return value.strip()
-    return None
+    def resolve(self, value: str, stage: int, instruction: Instruction) -> StageRef:
+        """What a ``--from`` value (expanded) names from stage ``stage``: an earlier
+        stage by name or index, else an image. ONBUILD triggers, which come from a base
+        image while the build runs, are resolved with this too."""
+        return _resolve_source(self.containerfile, stage, value, instruction,
+                               self.image_exists)
 
 
 def _stage_index(
@@ -122,16 +113,11 @@ def make_plan(
     scope = ArgScope(build_args)
     global_values: dict[str, str] = dict(platform_values)
     for meta in containerfile.meta_args:
-        for arg in meta.args:
-            default = (
-                None if arg.default is None
-                else expand(arg.default, global_values, escape, meta.location)
-            )
-            scope.declare(arg.name, default, {})
-            if arg.name in scope.values:
-                global_values[arg.name] = scope.values[arg.name]
+        for name in declare_args(meta, scope, global_values, {}, escape):
+            if name in scope.values:
+                global_values[name] = scope.values[name]
             else:
-                global_values.pop(arg.name, None)
+                global_values.pop(name, None)
 
     plans: list[StagePlan] = []
     for stage in containerfile.stages:
@@ -149,7 +135,8 @@ def make_plan(
             raise PlanError(f"building: target stage {target!r} not found")
         target_index = matches[0]
     order = _order(plans, target_index)
-    return BuildPlan(containerfile, [plans[i] for i in order], global_values, scope)
+    return BuildPlan(containerfile, [plans[i] for i in order], global_values, scope,
+                     image_exists)
 
 
 def _resolve_base(containerfile: Containerfile, name: str, stage: Stage) -> StageRef:
@@ -169,46 +156,40 @@ def _scan_stage(
     global_values: Mapping[str, str],
     image_exists: Callable[[str], bool],
 ) -> None:
-    """Walk a stage with its ARG/ENV values to resolve every ``--from`` it uses."""
+    """Walk a stage with its ARG/ENV values (as the executor will) to resolve every
+    ``--from`` it uses."""
     escape = containerfile.escape
     stage_scope = scope.child()
     env: dict[str, str] = {}
     for position, instruction in enumerate(plan.stage.instructions):
         values = {**stage_scope.values, **env}
         if isinstance(instruction, ArgInstruction):
-            for arg in instruction.args:
-                default = (
-                    None if arg.default is None
-                    else expand(arg.default, values, escape, instruction.location)
-                )
-                stage_scope.declare(arg.name, default, global_values)
+            declare_args(instruction, stage_scope, env, global_values, escape)
         elif isinstance(instruction, EnvInstruction):
-            for name, word in instruction.pairs:
-                env[name] = expand(word, {**stage_scope.values, **env}, escape,
-                                   instruction.location)
-        source = _source_of(instruction, values, escape)
-        if source is None:
-            continue
-        ref = _resolve_source(containerfile, plan, source, instruction, image_exists)
-        plan.sources[position] = ref
-        if ref.stage is not None:
-            plan.deps.add(ref.stage)
+            env.update(apply_env(instruction, values, escape))
+        elif isinstance(instruction, CopyInstruction) and instruction.from_:
+            value = expand(instruction.from_, values, escape, instruction.location)
+            plan.sources[position] = _depend(plan, _resolve_source(
+                containerfile, plan.index, value, instruction, image_exists))
+        elif isinstance(instruction, RunInstruction) and \
+                any(mount.from_ for mount in instruction.mounts):
+            plan.mounts[position] = tuple(
+                _depend(plan, _resolve_source(
+                    containerfile, plan.index,
+                    expand(mount.from_, values, escape, instruction.location),
+                    instruction, image_exists)) if mount.from_ else None
+                for mount in instruction.mounts)
 
 
-def _source_of(instruction: Instruction, values: Mapping[str, str], escape: str) -> str | None:
-    if isinstance(instruction, CopyInstruction) and instruction.from_:
-        return expand(instruction.from_, values, escape, instruction.location)
-    if isinstance(instruction, RunInstruction):
-        for raw in instruction.mounts:
-            value = mount_source(raw)
-            if value:
-                return expand(value, values, escape, instruction.location)
-    return None
+def _depend(plan: StagePlan, ref: StageRef) -> StageRef:
+    if ref.stage is not None:
+        plan.deps.add(ref.stage)
+    return ref
 
 
 def _resolve_source(
     containerfile: Containerfile,
-    plan: StagePlan,
+    stage: int,
     value: str,
     instruction: Instruction,
     image_exists: Callable[[str], bool],
@@ -216,9 +197,9 @@ def _resolve_source(
     keyword = instruction.keyword
     if not value:
         raise PlanError(f"{keyword} --from: empty value after expansion", instruction.location)
-    index = _stage_index(containerfile, value, plan.index, instruction.location, keyword)
+    index = _stage_index(containerfile, value, stage, instruction.location, keyword)
     if index is not None:
-        if index == plan.index:
+        if index == stage:
             raise PlanError(
                 f"{keyword} --from={value}: no stage or image found with that name "
                 "(a stage cannot copy from itself)",
@@ -259,3 +240,22 @@ def _order(plans: list[StagePlan], target: int) -> list[int]:
 
 def _label(plan: StagePlan) -> str:
     return plan.name or str(plan.index)
+
+
+def check_emulation(plan: BuildPlan, platform: Platform) -> None:
+    """A RUN for a platform this host cannot run needs a binfmt_misc handler: fail
+    before anything runs when there is none."""
+    if not needs_emulation(platform):
+        return
+    machine = machine_name(platform)
+    for stage_plan in plan.stages:
+        for instruction in stage_plan.stage.instructions:
+            if not isinstance(instruction, RunInstruction):
+                continue
+            if platform.os != "linux":
+                raise PlanError(f"RUN for {platform}: only linux binaries can run here",
+                                instruction.location)
+            if not emulation_registered(machine):
+                raise PlanError(f"RUN for {platform} needs emulation: no binfmt_misc handler "
+                                f"for {machine} is registered", instruction.location)
+            return

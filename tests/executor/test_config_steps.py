@@ -14,16 +14,8 @@ def _run(text: str, format: str = "oci", config: ContainerConfig | None = None):
     state = cfg.ConfigState(config or ContainerConfig())
     env = {"P": "8080", "D": "/data"}
     for ins in parse_containerfile("FROM scratch\n" + text).stages[0].instructions:
-        name = ins.keyword.lower()
-        func = getattr(cfg, f"run_{name}")
-        if name in ("cmd", "entrypoint", "maintainer"):
-            func(ins, state)
-        elif name in ("shell", "healthcheck", "onbuild"):
-            func(ins, state, format)
-        elif name == "expose":
-            func(ins, state, lambda w: [x.replace("$P", env["P"]) for x in w.split()])
-        else:
-            func(ins, state, lambda w: w.replace("$D", env["D"]).replace("$P", env["P"]))
+        # one signature and one table for every config instruction
+        cfg.RUNNERS[type(ins)](ins, cfg.ConfigStep(state, env, "\\", format, ins.location))
     return state
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from builder.errors import ContainerfileError, InstructionError, ParseError
 from builder.instructions import model as m
+from builder.instructions.mounts import RunMount
 from builder.instructions.parse import parse_containerfile
 
 ERRORS = [
@@ -109,7 +110,7 @@ def test_run_flags() -> None:
     run = _only("RUN --mount=type=cache,target=/a --mount=type=secret,id=b --network=none "
                 "--security=insecure make")
     assert isinstance(run, m.RunInstruction)
-    assert run.mounts == ("type=cache,target=/a", "type=secret,id=b")
+    assert run.mounts == (RunMount("cache", "/a"), RunMount("secret", id="b"))
     assert (run.network, run.security) == ("none", "insecure")
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.cache.parsed import parse_cached
 from builder.context import ContainerfileSource
-from builder.executor.build import parse_cached
 from builder.store import Store
 from builder.store.transports import export_image, import_image
 

@@ -1,4 +1,4 @@
-"""RUN --mount parsing and the mounts in a real sandbox over a Workspace."""
+"""RUN --mount: the mounts in a real sandbox over a Workspace."""
 
 from __future__ import annotations
 
@@ -7,42 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import UsageError
-from builder.executor.mounts import RunMount, parse_run_mount, resolve_mounts
+from builder.executor.mounts import resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.instructions.mounts import parse_mount
 from builder.rootfs.workspace import Workspace, detect_driver
 from builder.store import Store
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
-
-PARSE = [
-    ("type=cache,target=/root/.cache", RunMount("cache", "/root/.cache")),
-    ("type=cache,id=pip,dst=/c,sharing=locked,uid=1,gid=2,mode=0700",
-     RunMount("cache", "/c", id="pip", sharing="locked", uid=1, gid=2, mode=0o700)),
-    ("target=/src,from=builder,source=/out,rw", RunMount("bind", "/src", "/out", "builder", False)),
-    ("type=bind,src=a,destination=b,ro=false", RunMount("bind", "/b", "a", readonly=False)),
-    ("type=tmpfs,target=/t,size=64m", RunMount("tmpfs", "/t", size=64 << 20)),
-    ("type=secret,id=tok,env=TOKEN,required", RunMount("secret", id="tok", env="TOKEN",
-                                                       required=True)),
-]
-
-
-@pytest.mark.parametrize("raw,expected", PARSE, ids=[p[0] for p in PARSE])
-def test_parse(raw, expected) -> None:
-    assert parse_run_mount(raw) == expected
-
-
-@pytest.mark.parametrize("raw,message", [
-    ("type=volume,target=/x", "unknown mount type"), ("type=cache", "target is required"),
-    ("target=/x,bogus=1", "unknown option 'bogus'"), ("target=/x,sharing=maybe", "sharing"),
-    ("target=/x,uid=abc", "uid must be a number"), ("target=/x,ro=perhaps", "true or false"),
-    ("type=secret", "needs an id"),
-])
-def test_parse_errors(raw, message) -> None:
-    with pytest.raises(UsageError, match=message):
-        resolve_mounts([parse_run_mount(raw)], context=Path("/"), stage_root=Path,
-                       cache_root=Path("/nonexistent"), secrets={})
-
 
 @pytest.fixture(params=["overlay", "vfs"])
 def workspace(request, tmp_path, busybox_root):
@@ -72,7 +43,7 @@ def test_mounts_in_a_step(workspace, tmp_path, capfd) -> None:
     context = tmp_path / "context"
     (context / "sub").mkdir(parents=True)
     (context / "sub/file").write_text("from context\n")
-    parsed = [parse_run_mount(raw) for raw in (
+    parsed = [parse_mount(raw) for raw in (
         "type=bind,source=sub,target=/ctx",
         "type=bind,source=sub,target=/ctx-rw,rw",
         "type=cache,id=c1,target=/var/cache/x,mode=0750",
@@ -80,8 +51,9 @@ def test_mounts_in_a_step(workspace, tmp_path, capfd) -> None:
         "type=secret,id=token",
         "type=secret,id=token,env=TOKEN",
     )]
-    mounts = resolve_mounts(parsed, context=context, stage_root=lambda name: Path("/"),
-                            cache_root=tmp_path / "caches", secrets={"token": b"s3cret"})
+    mounts = resolve_mounts(parsed, [None] * len(parsed), context=context,
+                            root_of=lambda ref: Path("/"), cache_root=tmp_path / "caches",
+                            secrets={"token": b"s3cret"})
     script = (
         "cat /ctx/file; touch /ctx/no 2>/dev/null || echo ro-ok;"
         "echo changed > /ctx-rw/file; cat /ctx-rw/file;"

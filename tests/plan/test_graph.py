@@ -25,7 +25,8 @@ def test_only_stages_the_target_needs_in_dependency_order() -> None:
     assert [s.name for s in p.stages] == ["a", "b", "c"]
     assert p.stages[-1].base == StageRef(stage=2)
     assert p.stages[1].sources == {0: StageRef(stage=0)}
-    assert p.stages[2].sources == {0: StageRef(stage=0)}
+    assert p.stages[2].sources == {}
+    assert p.stages[2].mounts == {0: (StageRef(stage=0),)}
 
 
 def test_target_is_case_insensitive_and_checked() -> None:
@@ -97,3 +98,34 @@ def test_parse_platform(text: str, expected: tuple[str, str, str]) -> None:
     p = parse_platform(text)
     assert (p.os, p.architecture, p.variant) == expected
     assert platform_args(p)["TARGETPLATFORM"] == "/".join(x for x in expected if x)
+
+
+def test_every_mount_of_a_run_is_planned() -> None:
+    """A second ``--mount from=`` was never planned: the build then tried to pull the
+    stage name as an image."""
+    p = plan("FROM scratch AS base\nFROM base AS a\nRUN echo A > /a.txt\n"
+             "FROM base AS b\nRUN echo B > /b.txt\nFROM base\n"
+             "RUN --mount=type=bind,from=a,target=/ma --mount=type=tmpfs,target=/t "
+             "--mount=type=bind,from=b,target=/mb cat /ma/a.txt /mb/b.txt\n")
+    final = p.stages[-1]
+    assert final.mounts == {0: (StageRef(stage=1), None, StageRef(stage=2))}
+    assert final.deps == {0, 1, 2}
+    assert [s.index for s in p.stages] == [0, 1, 2, 3]
+
+
+def test_one_env_instruction_expands_with_the_values_from_before_it() -> None:
+    """``ENV S=x T=$S`` gives T the old S, in the image and in ``COPY --from=$T`` alike
+    (the planner had expanded pair by pair and copied from stage x)."""
+    p = plan("FROM scratch AS a\nFROM scratch AS x\nFROM scratch\nENV S=a\n"
+             "ENV S=x T=$S\nCOPY --from=$T /f /f\n")
+    assert p.stages[-1].sources == {2: StageRef(stage=0)}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Buildah expands ARG names: ARG ${src}=somefile declares file3
+    ("ARG src=file3\nARG ${src}=a\nCOPY --from=$file3 /f /f\n", 0),
+    ("ARG src=b\nARG name=$src\nCOPY --from=$name /f /f\n", 1),
+])
+def test_arg_walk_decides_copy_from(text: str, expected: int) -> None:
+    p = plan("FROM scratch AS a\nFROM scratch AS b\nFROM scratch\n" + text)
+    assert set(p.stages[-1].sources.values()) == {StageRef(stage=expected)}

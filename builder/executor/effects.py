@@ -1,0 +1,215 @@
+"""What carrying out a stage does to the world, behind one seam.
+
+``StageExecutor`` (``executor/stage.py``) interprets instructions: it expands
+words, edits the config, computes cache keys and decides whether a step runs.
+When a step has to change a root file system it calls an ``Effects``: ``copy``
+(COPY/ADD), ``run`` (RUN in the sandbox), ``ensure_dir`` (WORKDIR, VOLUME and
+RUN's working directory) and ``commit`` (the changes as the stage's next
+layer). ``RootfsEffects`` is the real implementation, over a ``Workspace`` per
+stage; tests drive the interpreter with a recording fake instead, without
+namespaces or a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from builder.cache.keys import layers_identity
+from builder.executor.copier import (
+    CopyRequest,
+    SourceTree,
+    copy_into,
+    download,
+    lookup_owner,
+    planned_entries,
+)
+from builder.executor.mounts import resolve_mounts
+from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.users import resolve_user_in_root
+from builder.image.layer import Layer, LayerEntry, write_layer
+from builder.image.spec import ImageConfig
+from builder.instructions.mounts import RunMount
+from builder.plan.graph import StagePlan, StageRef
+from builder.rootfs.layercache import StoreLike
+from builder.rootfs.paths import resolve_in_root
+from builder.rootfs.workspace import Workspace
+
+if TYPE_CHECKING:
+    from builder.image.layout import Layout
+
+__all__ = ["Effects", "LayerOptions", "RootfsEffects", "RunStep", "StageResult"]
+
+
+@dataclass
+class StageResult:
+    """A built stage: its config and layers, and its root (assembled on first use,
+    kept open for COPY --from)."""
+
+    plan: StagePlan
+    store: StoreLike
+    driver: str | None
+    config: ImageConfig
+    layers: list[Layer] = field(default_factory=list)  # bottom first
+    key: str = ""  # cache key of the last step
+    workspace: Workspace | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.open().root
+
+    def open(self) -> Workspace:
+        """The workspace of the layers so far, assembled if need be."""
+        with self._lock:
+            if self.workspace is None:
+                self.workspace = Workspace.create(self.store, self.layers, driver=self.driver)
+            return self.workspace
+
+    def drop_workspace(self) -> None:
+        """Forget the assembled root (the layers changed underneath it)."""
+        with self._lock:
+            if self.workspace is not None:
+                self.workspace.close()
+                self.workspace = None
+
+    def identity(self) -> str:
+        """What the stage's file system is: its layers."""
+        return layers_identity(self.config.diff_ids)
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """A RUN with every word expanded and every mount's ``from`` resolved."""
+
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    hostname: str
+    network: str
+    isolation: str
+    mounts: tuple[tuple[RunMount, StageRef | None], ...] = ()
+
+
+class Effects(Protocol):
+    """The side effects of a stage's steps, each on the stage's root file system."""
+
+    def copy(self, stage: StageResult, request: CopyRequest, source: StageRef | None,
+             chown: str | None, add: bool) -> None:
+        """COPY/ADD ``request`` from the context (``source`` None) or a stage or image;
+        ``chown`` is looked up in the stage's root."""
+
+    def run(self, stage: StageResult, step: RunStep) -> int:
+        """RUN ``step``; its exit status."""
+
+    def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:
+        """Create the directory ``path`` and its missing parents, owned by ``user`` (a
+        USER value; "" is root); True when something was made."""
+
+    def commit(self, stage: StageResult) -> Layer | None:
+        """The changes since the last commit as a new layer (None: nothing changed)."""
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How layers are written."""
+
+    compression: str
+    timestamp: int | None
+    format: str  # "oci" or "docker" media types
+
+
+class RootfsEffects:
+    """Steps carried out on real root file systems: a ``Workspace`` per stage."""
+
+    def __init__(self, layout: Layout, layers: LayerOptions, *, context: Path,
+                 context_tree: Callable[[], SourceTree], root_of: Callable[[StageRef], Path],
+                 cache_root: Path, secrets: Mapping[str, bytes],
+                 cache_mount_used: Callable[[Path], None]) -> None:
+        self.layout = layout
+        self.layers = layers
+        self.context = context
+        self.context_tree = context_tree
+        self.root_of = root_of
+        self.cache_root = cache_root
+        self.secrets = secrets
+        self.cache_mount_used = cache_mount_used
+        self.new_layers: set[str] = set()  # diff_ids of layers this build wrote
+        self._planned: dict[int, list[LayerEntry]] = {}  # stage index -> a planned COPY
+        self._lock = threading.Lock()
+
+    def _tree(self, source: StageRef | None) -> SourceTree:
+        return self.context_tree() if source is None else SourceTree(self.root_of(source))
+
+    def copy(self, stage: StageResult, request: CopyRequest, source: StageRef | None,
+             chown: str | None, add: bool) -> None:
+        """Into a stage with nothing in it yet (``FROM scratch``) a plain COPY is planned
+        as layer entries read from the sources, instead of writing the files."""
+        tree = self._tree(source)
+        empty = stage.workspace is None and not stage.layers
+        if empty and all(part.isdigit() for part in (chown or "0").split(":", 1)):
+            planned_request = request
+            if chown:
+                planned_request = dataclasses.replace(request,
+                                                      owner=lookup_owner(Path("/"), chown))
+            planned = planned_entries(planned_request, tree)
+            if planned is not None:
+                with self._lock:
+                    self._planned[stage.plan.index] = planned
+                return
+        root = stage.root
+        if chown:
+            request = dataclasses.replace(request, owner=lookup_owner(root, chown))
+        copy_into(root, request, tree, download if add else None)
+
+    def run(self, stage: StageResult, step: RunStep) -> int:
+        mounts = resolve_mounts(
+            [mount for mount, _ in step.mounts], [ref for _, ref in step.mounts],
+            context=self.context, root_of=self.root_of, cache_root=self.cache_root,
+            secrets=self.secrets)
+        for mount in mounts:
+            if mount.type == "cache" and mount.source is not None:
+                self.cache_mount_used(mount.source)
+        spec = RunSpec(argv=step.argv, env=step.env, cwd=step.cwd, user=step.user,
+                       hostname=step.hostname, network=step.network, mounts=tuple(mounts),
+                       isolation=step.isolation)
+        return run_in_sandbox(stage.root, spec)
+
+    def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:
+        """As Buildah does for WORKDIR (owned by the USER) and VOLUME (by root)."""
+        root = stage.root
+        target = resolve_in_root(root, path)
+        missing: list[Path] = []
+        while not os.path.lexists(target):
+            missing.append(target)
+            target = target.parent
+        if not missing:
+            return False
+        owner = resolve_user_in_root(root, user)
+        for directory in reversed(missing):
+            directory.mkdir()
+            os.chmod(directory, 0o755)
+            os.chown(directory, owner.uid, owner.gid)
+        return True
+
+    def commit(self, stage: StageResult) -> Layer | None:
+        """A planned COPY's entries become the layer without a workspace (it is assembled
+        when a later step needs one); otherwise the workspace's changes do."""
+        with self._lock:
+            planned = self._planned.pop(stage.plan.index, None)
+        entries = planned if planned is not None else stage.open().changes()
+        if not entries:
+            return None
+        layer = write_layer(entries, self.layout, compression=self.layers.compression,
+                            timestamp=self.layers.timestamp, format=self.layers.format)
+        if planned is None:
+            stage.open().commit(layer.diff_id)
+        with self._lock:
+            self.new_layers.add(layer.diff_id)
+        return layer
