@@ -13,17 +13,21 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     │  └─ StepError           RUN exited N, COPY source missing
     ├─ UsageError             bad command-line arguments
     ├─ ContextError           context missing, path escapes the context
+    ├─ PatternError           a glob Go's filepath.Match would reject
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
     ├─ StoreError             image not found, store locked/unwritable
-    │  └─ ImageNotFound
+    │  ├─ ImageNotFound
+    │  │  └─ ManifestListNotFound
+    │  └─ ContainerNotFound   no working container of that name or ID
     ├─ ImageError             DigestMismatch, InvalidManifest, UnsupportedMediaType
     │  └─ DigestMismatch
     └─ RegistryError          .registry, .status
        ├─ AuthenticationError
        ├─ RegistryNotFound
        └─ RegistryTransportError
+          └─ CertificateError  the certificate did not verify (never a reason to use HTTP)
 """
 
 from __future__ import annotations
@@ -116,6 +120,10 @@ class ContextError(PybuildError):
     code = "context"
 
 
+class PatternError(PybuildError):
+    code = "pattern"
+
+
 class IgnoreError(PybuildError):
     code = "ignore"
 
@@ -134,6 +142,14 @@ class StoreError(PybuildError):
 
 class ImageNotFound(StoreError):
     code = "image-not-found"
+
+
+class ManifestListNotFound(ImageNotFound):
+    code = "manifest-list-not-found"
+
+
+class ContainerNotFound(StoreError):
+    code = "container-not-found"
 
 
 class ImageError(PybuildError):
@@ -172,3 +188,9 @@ class RegistryNotFound(RegistryError):
 
 class RegistryTransportError(RegistryError):
     code = "transport"
+
+
+class CertificateError(RegistryTransportError):
+    """The registry's certificate did not verify (never a reason to fall back to HTTP)."""
+
+    code = "certificate"

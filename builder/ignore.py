@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from builder import replay
-from builder.errors import IgnoreError
+from builder.errors import IgnoreError, PatternError
+from builder.globs import components, translate
 
 __all__ = ["IgnoreMatcher", "find_ignore_file", "load_ignore", "read_ignore_patterns"]
 
@@ -135,13 +136,11 @@ class _Pattern:
         self.text = text
         self.dirs = text.count("/") + 1
         try:
-            self.kind, regex = _translate(text)
-        except _BadPattern as exc:
-            raise IgnoreError(
-                f"compiling ignore pattern {raw.strip()!r}: syntax error in pattern: {exc}"
-            ) from None
+            self.kind, regex = translate(text)
+        except PatternError as exc:
+            raise IgnoreError(f"compiling ignore pattern {raw.strip()!r}: {exc}") from None
         self.test = self._tester(regex)
-        self.components = _components(text)
+        self.components = components(text)
 
     def _tester(self, regex: str) -> Callable[[str], bool]:
         text = self.text
@@ -170,114 +169,6 @@ class _Pattern:
             if comp.fullmatch(part) is None:
                 return False
         return len(comps) > len(parts)
-
-
-class _BadPattern(Exception):
-    """A pattern that Go's ``filepath.Match`` or regexp compiler would reject."""
-
-
-def _translate(pattern: str) -> tuple[str, str]:
-    """Classify a cleaned pattern and build its regular expression.
-
-    Returns ``(kind, regex)``: ``kind`` is ``exact``, ``prefix`` (literal text then
-    a final ``**``), ``suffix`` (a leading ``**`` then literal text) or ``regexp``.
-    """
-    out: list[str] = []
-    kind = "exact"
-    pos, end = 0, len(pattern)
-    while pos < end:
-        ch = pattern[pos]
-        first = pos == 0
-        pos += 1
-        if ch == "*":
-            if pos < end and pattern[pos] == "*":
-                pos += 1
-                if pos < end and pattern[pos] == "/":
-                    pos += 1
-                if pos >= end:
-                    if kind == "exact":
-                        kind = "prefix"
-                    else:
-                        out.append(".*")
-                        kind = "regexp"
-                else:
-                    if not out or out[-1] != "(?:.*/)?":
-                        out.append("(?:.*/)?")
-                    kind = "regexp"
-                if first:
-                    kind = "suffix"
-            else:
-                out.append("[^/]*")
-                kind = "regexp"
-        elif ch == "?":
-            out.append("[^/]")
-            kind = "regexp"
-        elif ch == "\\":
-            if pos >= end:
-                raise _BadPattern("trailing backslash")
-            out.append(re.escape(pattern[pos]))
-            pos += 1
-            kind = "regexp"
-        elif ch == "[":
-            cls, pos = _bracket(pattern, pos)
-            out.append(cls)
-            kind = "regexp"
-        else:
-            out.append(re.escape(ch))
-    return kind, "".join(out)
-
-
-def _class_char(pattern: str, pos: int) -> tuple[str, int]:
-    """One (possibly escaped) character of a bracket expression."""
-    if pos >= len(pattern) or pattern[pos] in "-]":
-        raise _BadPattern("bad bracket expression")
-    if pattern[pos] == "\\":
-        pos += 1
-        if pos >= len(pattern):
-            raise _BadPattern("bad bracket expression")
-    if pos + 1 >= len(pattern):
-        raise _BadPattern("unterminated bracket expression")
-    return pattern[pos], pos + 1
-
-
-def _bracket(pattern: str, pos: int) -> tuple[str, int]:
-    """Translate the bracket expression after ``[`` at ``pos``; returns the regex and the end."""
-    negated = pos < len(pattern) and pattern[pos] == "^"
-    if negated:
-        pos += 1
-    items: list[str] = []
-    while True:
-        if pos < len(pattern) and pattern[pos] == "]" and items:
-            pos += 1
-            break
-        lo, pos = _class_char(pattern, pos)
-        hi = lo
-        if pattern[pos] == "-":
-            hi, pos = _class_char(pattern, pos + 1)
-        if hi < lo:
-            raise _BadPattern(f"invalid character class range {lo}-{hi}")
-        items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-    return ("[^" if negated else "[") + "".join(items) + "]", pos
-
-
-def _components(pattern: str) -> list[re.Pattern[str] | None] | None:
-    """Per-directory-level regexes of a pattern (None for a ``**`` level).
-
-    The whole result is None when the pattern cannot be cut at its slashes
-    (an escaped slash, or a bracket expression that could match one).
-    """
-    comps: list[re.Pattern[str] | None] = []
-    for text in pattern.split("/"):
-        if "**" in text:
-            comps.append(None)
-            continue
-        if text.endswith("\\") or "[^" in text or re.search(r"\[[^\]]*$", text):
-            return None
-        try:
-            comps.append(re.compile(_translate(text)[1]))
-        except _BadPattern:
-            return None
-    return comps
 
 
 class _Dir:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.errors import PybuildError
 from builder.image.layer import Layer
 from builder.image.spec import Descriptor, History
 from builder.store.store import Store, register_gc_roots
@@ -74,9 +75,8 @@ class CacheIndex:
 
     def get(self, key: str) -> CacheEntry | None:
         """The entry for ``key`` when it exists, is fresh and its blob is here."""
-        try:
-            entry = CacheEntry.from_json((self.dir / f"{key}.json").read_bytes())
-        except Exception:  # noqa: BLE001 - a damaged entry is a miss
+        entry = _read(self.dir / f"{key}.json")
+        if entry is None:  # missing or damaged: a miss
             return None
         if self.ttl is not None and entry.stored < time.time() - self.ttl:
             return None
@@ -105,10 +105,15 @@ def _entries(store_root: Path) -> Iterator[tuple[Path, CacheEntry | None]]:
         if not name.endswith(".json"):
             continue
         path = directory / name
-        try:
-            yield path, CacheEntry.from_json(path.read_bytes())
-        except Exception:  # noqa: BLE001 - damaged: reported as None
-            yield path, None
+        yield path, _read(path)
+
+
+def _read(path: Path) -> CacheEntry | None:
+    """The entry stored at ``path``; None when it is missing or damaged."""
+    try:
+        return CacheEntry.from_json(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, PybuildError):
+        return None
 
 
 class _CacheRoots:

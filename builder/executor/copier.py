@@ -22,18 +22,18 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from builder import replay
 from builder.context import context_path, resolve_in_root
-from builder.errors import ContextError, StepError
+from builder.errors import ContextError, PatternError, StepError
+from builder.globs import has_magic
+from builder.globs import match as glob_match
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
 
-_GLOB_CHARS = re.compile(r"[*?\[\\]")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 _CHMOD_CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
 _DOWNLOAD_MODE = 0o600
@@ -107,45 +107,13 @@ def context_tree(context: Path, ignore: object | None) -> SourceTree:
     return SourceTree(context, included, True, str(path) if path else None)
 
 
-# Go filepath.Match patterns
-
-
-@lru_cache(maxsize=512)
-def _go_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif c == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("^", "]") else i + 1)
-            if end < 0:
-                raise StepError(f"matching {pattern!r}: syntax error in pattern")
-            body = pattern[i + 1:end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            body = re.sub(r"\\(.)", lambda m: "\\" + m.group(1), body.replace("[", "\\["))
-            out.append(f"[{'^/' if negate else ''}{body}]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
 def go_match(pattern: str, name: str) -> bool:
-    """Go's filepath.Match: ``*`` and ``?`` never match ``/``."""
-    return _go_regex(pattern).match(name) is not None
-
-
-def _is_glob(path: str) -> bool:
-    return _GLOB_CHARS.search(path) is not None
+    """Go's filepath.Match (``*`` and ``?`` never match ``/``); StepError for a pattern
+    Go rejects."""
+    try:
+        return glob_match(pattern, name)
+    except PatternError as exc:
+        raise StepError(f"matching {pattern!r}: {exc}") from None
 
 
 def _exclusion(patterns: tuple[str, ...]) -> Callable[[str], bool]:
@@ -526,8 +494,8 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
             rel = context_path(path)
         except ContextError as exc:
             raise StepError(str(exc)) from exc
-        matches = _glob(tree, rel) if _is_glob(rel) else [rel]
-        if _is_glob(rel) and not matches:
+        matches = _glob(tree, rel) if has_magic(rel) else [rel]
+        if has_magic(rel) and not matches:
             if len(request.sources) > 1:
                 continue
             raise StepError(f"{request.keyword} failed: pattern {raw!r} matched nothing")
@@ -584,7 +552,7 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
             tree.watch(directory)
             if not directory.is_dir() or directory.is_symlink():
                 continue
-            if not _is_glob(part):
+            if not has_magic(part):
                 candidate = f"{base}/{part}" if base else part
                 tree.watch(tree.root / candidate)
                 if os.path.lexists(tree.root / candidate):

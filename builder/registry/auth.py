@@ -20,7 +20,7 @@ from builder.registry.credentials import Credentials
 if TYPE_CHECKING:
     import requests
 
-    from builder.registry.transport import TLSConfig, Transport
+    from builder.registry.http import TLSConfig, Transport
 
 __all__ = ["Authenticator", "parse_challenge"]
 

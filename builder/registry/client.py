@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 from builder.errors import (
     AuthenticationError,
+    CertificateError,
     DigestMismatch,
     ImageError,
     PybuildError,
@@ -50,13 +51,12 @@ from builder.reference import DOCKER_HUB, Reference
 from builder.registry.auth import Authenticator
 from builder.registry.blobinfo import BlobInfo
 from builder.registry.credentials import Credentials, find_credentials, parse_creds
-from builder.registry.progress import Progress, make_progress
-from builder.registry.transport import (
+from builder.registry.http import (
     BlobReader,
-    CertificateError,
     Transport,
     tls_config,
 )
+from builder.registry.progress import TransferProgress, make_progress
 
 if TYPE_CHECKING:
     import requests
@@ -446,7 +446,7 @@ class FetchResult:
 
 def fetch_image(
     client: RegistryClient, ref: Reference, layout: Layout, *,
-    progress: Progress | None = None, blob_info: BlobInfo | None = None,
+    progress: TransferProgress | None = None, blob_info: BlobInfo | None = None,
 ) -> FetchResult:
     """Copy ``ref``'s manifest, config and layers into ``layout``, skipping stored blobs."""
     options = client.options
@@ -486,7 +486,7 @@ def fetch_image(
 def send_image(
     client: RegistryClient, ref: Reference, layout: Layout, manifest: bytes, *,
     blob_info: BlobInfo | None = None, report: Callable[[str], None] = lambda line: None,
-    progress: Progress | None = None,
+    progress: TransferProgress | None = None,
 ) -> str:
     """Upload the blobs ``manifest`` names from ``layout``, then the manifest; its digest."""
     options = client.options

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Callable, Protocol
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-__all__ = ["Progress", "make_progress"]
+__all__ = ["TransferProgress", "make_progress"]
 
 
-class Progress(Protocol):
+class TransferProgress(Protocol):
     def add(self, digest: str, total: int) -> Callable[[int], None]:
         """Start a bar for ``digest``; returns the callback that advances it."""
 
@@ -64,7 +64,7 @@ class _Bars:
         self._bars.stop()
 
 
-def make_progress(verb: str, *, quiet: bool) -> Progress:
+def make_progress(verb: str, *, quiet: bool) -> TransferProgress:
     """Bars when stderr is a terminal and not ``quiet``."""
     if quiet or not sys.stderr.isatty():
         return _Silent()

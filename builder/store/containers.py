@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.errors import StoreError, UsageError
+from builder.errors import ContainerNotFound, StoreError, UsageError
 from builder.image.layer import Layer, image_layers
 from builder.image.spec import ContainerConfig, Descriptor, History, ImageConfig
 from builder.store.store import ImageRecord, Store, register_gc_roots
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigChanges",
     "Container",
-    "ContainerNotFound",
     "commit_container",
     "container_root",
     "copy_into_container",
@@ -65,10 +64,6 @@ __all__ = [
 SCRATCH = "scratch"
 _STATE = "state.json"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-
-class ContainerNotFound(StoreError):
-    code = "container-not-found"
 
 
 @dataclass

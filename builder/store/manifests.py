@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from builder.errors import ImageError, ImageNotFound, UsageError
+from builder.errors import ImageError, ImageNotFound, ManifestListNotFound, UsageError
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ManifestList",
-    "ManifestListNotFound",
     "add_to_manifest",
     "annotate_manifest",
     "create_manifest_list",
@@ -40,10 +39,6 @@ __all__ = [
     "remove_from_manifest",
     "remove_manifest_list",
 ]
-
-
-class ManifestListNotFound(ImageNotFound):
-    code = "manifest-list-not-found"
 
 
 @dataclass(frozen=True)

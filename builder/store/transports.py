@@ -56,8 +56,8 @@ from builder.registry.client import (
     send_image,
 )
 from builder.registry.config import load_registries_conf
+from builder.registry.http import Transport
 from builder.registry.progress import make_progress
-from builder.registry.transport import Transport
 
 if TYPE_CHECKING:
     from builder.store import ImageRecord, Store

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.errors import RegistryTransportError
+from builder.errors import CertificateError, RegistryTransportError
 
 if TYPE_CHECKING:
     import requests
@@ -100,10 +100,6 @@ def _ca_bundle(files: list[Path]) -> str:
                 out.write(f.read_bytes().rstrip(b"\n") + b"\n")
         _bundles[key] = path
     return _bundles[key]
-
-
-class CertificateError(RegistryTransportError):
-    """The registry's certificate did not verify (never a reason to fall back to HTTP)."""
 
 
 class Transport:
