@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.commands.parse import format_warning, read_containerfile
+    from builder.commands.parse import format_warning, read_source
     from builder.instructions.parse import parse_containerfile
     from builder.lint import RULES, check_rule_names, lint_containerfile, rules_from_directive
     from builder.syntax.lines import read_directives
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             print(f"{rule.name:<28} {rule.description}")
         return 0
     check_rule_names(args.skip)
-    path, data = read_containerfile(args.file, args.context)
+    path, data = read_source(args.file, args.context)
     cf = parse_containerfile(data, path)
     skip = [*args.skip, *rules_from_directive(read_directives(data, path).get("check"))]
     context = Path(args.context) if args.context else None

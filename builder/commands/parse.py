@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,9 +16,8 @@ if TYPE_CHECKING:
     from builder.instructions.model import Containerfile
     from builder.source import Finding
 
-__all__ = ["add_arguments", "format_warning", "read_containerfile", "run"]
+__all__ = ["add_arguments", "format_warning", "read_source", "run"]
 
-DEFAULT_NAMES = ("Containerfile", "Dockerfile")
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -30,27 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("context", nargs="?", help="directory holding the Containerfile")
 
 
-def read_containerfile(file: str | None, context: str | None) -> tuple[str, bytes]:
-    """The path (as shown to people) and bytes of the Containerfile to use."""
-    from builder.errors import ContextError
+def read_source(file: str | None, context: str | None) -> tuple[str, bytes]:
+    """The path (as shown to people) and bytes of the Containerfile ``bud`` would use
+    with the same ``-f`` and context (the default one found inside the context)."""
+    from builder.context import open_context, read_containerfile
 
-    if file == "-":
-        return "<stdin>", sys.stdin.buffer.read()
-    base = Path(context) if context else Path.cwd()
-    if context and not base.is_dir():
-        raise ContextError(f"reading context {context}: not a directory")
-    if file:
-        candidates = [Path(file)] if Path(file).is_absolute() else [Path(file), base / file]
-    else:
-        candidates = [base / name for name in DEFAULT_NAMES]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return str(candidate), candidate.read_bytes()
-            except OSError as exc:
-                raise ContextError(f"reading {candidate}: {exc.strerror}") from None
-    wanted = file or " or ".join(DEFAULT_NAMES)
-    raise ContextError(f"looking for {wanted} in {base}: no such file")
+    source = read_containerfile(open_context(context or "."), file, sys.stdin.buffer)
+    return source.display, source.text
 
 
 def format_warning(warning: Finding, path: str) -> str:
@@ -95,7 +79,7 @@ def _readable(cf: Containerfile) -> str:
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     import json
 
-    path, data = read_containerfile(args.file, args.context)
+    path, data = read_source(args.file, args.context)
     if args.dump:
         from builder.syntax.nodes import dump_nodes, parse_nodes
 

@@ -243,8 +243,15 @@ RUNNERS: dict[type[m.Instruction], Callable[[Any, ConfigStep], None]] = {
 }
 
 
+def created_by(text: str, *, run: bool = False) -> str:
+    """A history entry's ``created_by``, shaped like Buildah's: ``/bin/sh -c COMMAND`` for
+    what ran, ``/bin/sh -c #(nop) INSTRUCTION`` for everything else."""
+    return f"/bin/sh -c {text}" if run else f"/bin/sh -c #(nop) {text}"
+
+
 def history_text(ins: m.Instruction) -> str:
-    """The ``created_by`` of a history entry, shaped like Buildah's."""
+    """The ``created_by`` of an instruction's history entry."""
     if isinstance(ins, m.RunInstruction):
-        return f"/bin/sh -c {ins.original.split(None, 1)[1] if ' ' in ins.original else ''}"
-    return f"/bin/sh -c #(nop) {ins.original}"
+        return created_by(ins.original.split(None, 1)[1] if " " in ins.original else "",
+                          run=True)
+    return created_by(ins.original)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pickle
 import re
 import shutil
 import stat
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import StoreError
+from builder.image.layout import write_atomic
 from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
 from builder.rootfs.layercache import (
     LINKS,
@@ -56,6 +58,7 @@ _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
 _CLONE_FS = 0x00000200
 
 
+_SNAPSHOT = "snapshot.pickle"  # a persistent vfs root's metadata when it was prepared
 _probe_results: dict[str, str] = {}
 # Upper directories are mounted ``volatile`` where the kernel has it (Linux 5.10): no
 # sync of the whole file system at unmount; builder.rootfs.layercache keeps their
@@ -158,13 +161,16 @@ class _Meta:
 class Workspace:
     """One stage's root filesystem being built (see the module docstring)."""
 
-    def __init__(self, store: StoreLike, driver: str, base: Path) -> None:
+    def __init__(self, store: StoreLike, driver: str, base: Path, *,
+                 persistent: bool = False) -> None:
         self.store = store
         self.driver = driver
         self.base = base
         self.root = base / "merged" if driver == "overlay" else base / "root"
         self.lowers: list[Path] = []  # top first
-        self._snapshot: dict[str, _Meta] = {}
+        self.persistent = persistent  # a working container's: kept across processes
+        self._layers: list[Layer] = []  # an attached root's, to extract again when pruned
+        self._snapshot: dict[str, _Meta] | None = {}
         self._mounted = False
         self._closed = False
 
@@ -199,6 +205,65 @@ class Workspace:
             raise
         return workspace
 
+    @classmethod
+    def prepare(cls, store: StoreLike, layers: Sequence[Layer], base: Path, *,
+                driver: str) -> None:
+        """Lay out a root that outlives this process in ``base`` (a working container's):
+        with overlay, the layers in the layer cache and an empty upper directory; with
+        vfs, the layers applied in ``root/`` and a snapshot of it saved, so ``attach``
+        later sees the changes made since."""
+        workspace = cls(store, driver, base, persistent=True)
+        if driver == "overlay":
+            for layer in layers:
+                cache_layer(store, layer)
+            for sub in ("upper", "work", "merged"):
+                (base / sub).mkdir()
+            return
+        workspace.root.mkdir()
+        for layer in layers:
+            workspace.apply(layer)
+        write_atomic(base / _SNAPSHOT, pickle.dumps(_snapshot(workspace.root)))
+
+    @classmethod
+    def attach(cls, store: StoreLike, base: Path, driver: str,
+               layers: Sequence[Layer]) -> Workspace:
+        """The root ``prepare`` laid out in ``base`` on ``layers``; ``mount`` it to use it
+        (an overlay root another process mounted stays so)."""
+        workspace = cls(store, driver, base, persistent=True)
+        workspace._snapshot = None  # read from the saved one when needed
+        if driver == "overlay":
+            workspace.lowers = [layer_cache_dir(Path(store.root), layer.diff_id)
+                                for layer in reversed(layers)]
+            workspace._mounted = os.path.ismount(workspace.root)
+        workspace._layers = list(layers)
+        return workspace
+
+    @property
+    def mounted(self) -> bool:
+        """Whether the root can be used (a vfs root always can)."""
+        return self.driver != "overlay" or self._mounted
+
+    def mount(self) -> Path:
+        """Mount an attached overlay root (its layers extracted again if a prune removed
+        them); the root."""
+        if self.driver == "overlay" and not self._mounted:
+            for layer in self._layers:
+                cache_layer(self.store, layer)
+            (self.base / "work").mkdir(exist_ok=True)
+            self._mount()
+        return self.root
+
+    def unmount(self) -> None:
+        """Unmount an attached overlay root (detached when it is busy); it stays."""
+        from builder.rootfs import syscalls
+
+        if self.driver == "overlay" and (self._mounted or os.path.ismount(self.root)):
+            self._mounted = False
+            try:
+                syscalls.umount(self.root)
+            except OSError:
+                syscalls.umount(self.root, syscalls.MNT_DETACH)
+
     # overlay plumbing
 
     def _mount(self) -> None:
@@ -208,9 +273,9 @@ class Workspace:
         # A layer may sit in the stack twice (the same COPY in two steps); overlay
         # refuses a repeated lowerdir, and the upper copy makes the lower one moot.
         lowers = list(dict.fromkeys(self.lowers)) or [self._empty_lower()]
-        try:
+        try:  # a persistent upper directory is not volatile: it is kept across processes
             mount_overlay(self.root, lowers, upper, work, layers=Path(self.store.root) / "layers",
-                          volatile=VOLATILE)
+                          volatile=VOLATILE and not self.persistent)
         except OSError as exc:
             raise StoreError(f"mounting overlay for {self.root}: {exc.strerror}") from exc
         self._mounted = True
@@ -247,6 +312,8 @@ class Workspace:
         if self.driver == "overlay":
             entries = _OverlayDiff(self.base / "upper", self.lowers).entries()
         else:
+            if self._snapshot is None:
+                self._snapshot = pickle.loads((self.base / _SNAPSHOT).read_bytes())
             entries = _vfs_diff(self.root, self._snapshot, _snapshot(self.root))
         return sorted(entries, key=lambda e: e.path)
 

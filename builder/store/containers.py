@@ -23,23 +23,38 @@ import contextlib
 import fcntl
 import json
 import os
+import posixpath
 import re
 import secrets
+import shlex
 import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from builder.errors import ContainerNotFound, StoreError, UsageError
-from builder.image.layer import Layer, image_layers
+from builder.context import resolve_in_root
+from builder.errors import ContainerNotFound, ImageNotFound, StepError, StoreError, UsageError
+from builder.executor import config as cfg
+from builder.executor.config import DEFAULT_PATH, created_by, healthcheck_config
+from builder.executor.copier import (
+    CopyRequest,
+    SourceTree,
+    check_chmod,
+    copy_into,
+    download,
+    lookup_owner,
+)
+from builder.executor.sandbox import MountSpec, RunSpec, run_in_sandbox
+from builder.image.layer import Layer, LayerEntry, image_layers, tree_entries, write_layer
+from builder.image.layout import write_atomic
 from builder.image.spec import ContainerConfig, Descriptor, History, ImageConfig
+from builder.platform import host_platform
+from builder.registry.client import RegistryOptions
+from builder.rootfs.workspace import Workspace, detect_driver
 from builder.store.store import ImageRecord, Store, register_gc_roots
-
-if TYPE_CHECKING:
-    from builder.executor.sandbox import MountSpec
-    from builder.registry.client import RegistryOptions
+from builder.store.transports import import_image, parse_transport, pull_image
 
 __all__ = [
     "ConfigChanges",
@@ -125,7 +140,6 @@ def _directory(store: Store, container: Container) -> Path:
 
 
 def _save(store: Store, container: Container) -> None:
-    from builder.image.layout import write_atomic
 
     write_atomic(_directory(store, container) / _STATE, container.to_json(),
                  tmp_dir=store.tmp_dir())
@@ -153,7 +167,6 @@ def list_containers(store: Store) -> list[Container]:
 class _ContainerRoots:
     """Garbage collection and prune keep the layers working containers are built on,
     even when their image is gone."""
-
     directory = "containers"
 
     def blobs(self, store: Store) -> set[str]:
@@ -194,8 +207,7 @@ def inspect_container(store: Store, ref: str) -> dict[str, Any]:
     """A Buildah-like description of a working container."""
     container = find_container(store, ref)
     config = json.loads(container.config.to_json("docker"))
-    directory = _directory(store, container)
-    root = directory / ("merged" if container.driver == "overlay" else "root")
+    workspace = _workspace(store, container)
     return {
         "Type": "buildah 0.0.1",
         "FromImage": container.image_name,
@@ -204,8 +216,7 @@ def inspect_container(store: Store, ref: str) -> dict[str, Any]:
         "ContainerID": container.id,
         "Created": container.created,
         "StorageDriver": container.driver,
-        "MountPoint": str(root) if os.path.ismount(root) or container.driver != "overlay"
-        else "",
+        "MountPoint": str(workspace.root) if workspace.mounted else "",
         "Mounted": container.mounted,
         "Architecture": container.config.architecture,
         "OS": container.config.os,
@@ -242,8 +253,6 @@ def _check_name(name: str) -> None:
 
 def _resolve_image(store: Store, image: str, pull: str,
                    options: RegistryOptions | None) -> ImageRecord:
-    from builder.errors import ImageNotFound
-    from builder.store.transports import import_image, parse_transport
 
     if pull not in ("missing", "always", "never"):
         raise UsageError(f"checking --pull: unknown policy {pull!r} (missing, always or never)")
@@ -256,8 +265,6 @@ def _resolve_image(store: Store, image: str, pull: str,
         except ImageNotFound:
             if pull == "never":
                 raise
-    from builder.registry.client import RegistryOptions
-    from builder.store.transports import pull_image
 
     return pull_image(store, rest, options or RegistryOptions(), quiet=True)
 
@@ -267,10 +274,6 @@ def create_container(
     driver: str | None = None, registry_options: RegistryOptions | None = None,
 ) -> Container:
     """A new working container from ``image`` (a stored or pullable image, or "scratch")."""
-    from builder.executor.config import DEFAULT_PATH
-    from builder.platform import host_platform
-    from builder.rootfs.workspace import detect_driver
-
     if name is not None:
         _check_name(name)
     if image.lower() == SCRATCH:
@@ -313,23 +316,8 @@ def create_container(
 
 
 def _prepare_root(store: Store, container: Container, directory: Path) -> None:
-    """Lay out the container's files: the layer cache (overlay) or a plain copy (vfs)."""
-    if container.driver == "overlay":
-        from builder.rootfs.layercache import cache_layer
-
-        for layer in container.layers:
-            cache_layer(store, layer)
-        for sub in ("upper", "work", "merged"):
-            (directory / sub).mkdir()
-        return
-    import pickle
-
-    from builder.rootfs.workspace import Workspace
-
-    with Workspace.create(store, container.layers, driver="vfs") as workspace:
-        os.rename(workspace.root, directory / "root")
-        snapshot = workspace._snapshot  # noqa: SLF001 - kept until Workspace can save it
-    (directory / "snapshot.pickle").write_bytes(pickle.dumps(snapshot))
+    """Lay out the container's files (see ``Workspace.prepare``)."""
+    Workspace.prepare(store, container.layers, directory, driver=container.driver)
 
 
 # -- the root file system
@@ -346,71 +334,32 @@ def _container_lock(store: Store, container: Container) -> Iterator[None]:
         os.close(fd)
 
 
-def _lowers(store: Store, container: Container) -> list[Path]:
-    from builder.rootfs.layercache import layer_cache_dir
-
-    return [layer_cache_dir(store.root, layer.diff_id) for layer in reversed(container.layers)]
-
-
-def _mount_overlay(store: Store, container: Container) -> Path:
-    from builder.rootfs.layercache import cache_layer
-    from builder.rootfs.workspace import mount_overlay
-
-    directory = _directory(store, container)
-    merged = directory / "merged"
-    if os.path.ismount(merged):
-        return merged
-    for layer in container.layers:  # an rmi may have pruned the cache
-        cache_layer(store, layer)
-    lowers = _lowers(store, container)
-    if not lowers:
-        (directory / "empty").mkdir(exist_ok=True)
-        lowers = [directory / "empty"]
-    (directory / "work").mkdir(exist_ok=True)
-    try:  # not volatile: the upper directory is the container's, across commands
-        mount_overlay(merged, lowers, directory / "upper", directory / "work",
-                      layers=store.root / "layers", volatile=False)
-    except OSError as exc:
-        raise StoreError(f"mounting container {container.name}: {exc.strerror}") from exc
-    return merged
-
-
-def _unmount_overlay(store: Store, container: Container) -> None:
-    from builder.rootfs import syscalls
-
-    merged = _directory(store, container) / "merged"
-    if not os.path.ismount(merged):
-        return
-    try:
-        syscalls.umount(merged)
-    except OSError:
-        syscalls.umount(merged, syscalls.MNT_DETACH)
+def _workspace(store: Store, container: Container) -> Workspace:
+    return Workspace.attach(store, _directory(store, container), container.driver,
+                            container.layers)
 
 
 @contextlib.contextmanager
 def container_root(store: Store, container: Container) -> Iterator[Path]:
     """The container's root directory, mounted for the duration when it is not already."""
-    if container.driver != "overlay":
-        yield _directory(store, container) / "root"
-        return
-    merged = _directory(store, container) / "merged"
-    was_mounted = os.path.ismount(merged)
-    root = _mount_overlay(store, container)
+    workspace = _workspace(store, container)
+    was_mounted = workspace.mounted
+    try:
+        root = workspace.mount()
+    except StoreError as exc:
+        raise StoreError(f"mounting container {container.name}: {exc}") from exc
     try:
         yield root
     finally:
         if not was_mounted and not container.mounted:
-            _unmount_overlay(store, container)
+            workspace.unmount()
 
 
 def mount_container(store: Store, ref: str) -> Path:
     """Mount the root and leave it mounted (across processes) until ``unmount_container``."""
     with store.lock():
         container = find_container(store, ref)
-        if container.driver == "overlay":
-            root = _mount_overlay(store, container)
-        else:
-            root = _directory(store, container) / "root"
+        root = _workspace(store, container).mount()
         container.mounted = True
         _save(store, container)
     return root
@@ -419,26 +368,14 @@ def mount_container(store: Store, ref: str) -> Path:
 def unmount_container(store: Store, ref: str) -> None:
     with store.lock():
         container = find_container(store, ref)
-        if container.driver == "overlay":
-            _unmount_overlay(store, container)
+        _workspace(store, container).unmount()
         container.mounted = False
         _save(store, container)
 
 
-def _changes(store: Store, container: Container) -> list[Any]:
+def _changes(store: Store, container: Container) -> list[LayerEntry]:
     """What the container changed since it was made, as layer entries."""
-    from builder.rootfs.workspace import Workspace
-
-    directory = _directory(store, container)
-    workspace = Workspace(store, container.driver, directory)
-    if container.driver == "overlay":
-        workspace.lowers = _lowers(store, container)
-    else:
-        import pickle
-
-        workspace._snapshot = pickle.loads(  # noqa: SLF001 - see _prepare_root
-            (directory / "snapshot.pickle").read_bytes())
-    return workspace.changes()
+    return _workspace(store, container).changes()
 
 
 # -- run, copy, config
@@ -454,8 +391,6 @@ def run_container(
 
     Without argv the config's entrypoint and cmd run. Returns the exit status.
     """
-    from builder.executor.sandbox import RunSpec, run_in_sandbox
-
     container = find_container(store, ref)
     config = container.config.config
     command = list(argv) or [*(config.entrypoint or []), *(config.cmd or [])]
@@ -472,14 +407,13 @@ def run_container(
         status = run_in_sandbox(root, spec)
     with store.lock():
         current = find_container(store, container.id)
-        current.created_by = "/bin/sh -c " + " ".join(command)
+        current.created_by = created_by(" ".join(command), run=True)
         _save(store, current)
     return status
 
 
 def parse_volume(raw: str) -> MountSpec:
     """``SRC:DST[:ro|rw]`` as a bind mount."""
-    from builder.executor.sandbox import MountSpec
 
     parts = raw.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
@@ -491,7 +425,6 @@ def parse_volume(raw: str) -> MountSpec:
 
 
 def _ensure_dir(root: Path, path: str) -> None:
-    from builder.context import resolve_in_root
 
     target = resolve_in_root(root, path)
     if not target.exists():
@@ -501,8 +434,6 @@ def _ensure_dir(root: Path, path: str) -> None:
 @contextlib.contextmanager
 def _source_root(store: Store, ref: str, driver: str | None) -> Iterator[Path]:
     """The root of a container, or of an image opened for the copy."""
-    from builder.errors import ImageNotFound
-
     try:
         other = find_container(store, ref)
     except ContainerNotFound:
@@ -511,7 +442,6 @@ def _source_root(store: Store, ref: str, driver: str | None) -> Iterator[Path]:
         with container_root(store, other) as root:
             yield root
         return
-    from builder.rootfs.workspace import Workspace
 
     try:
         record = store.lookup(ref)
@@ -532,17 +462,6 @@ def copy_into_container(
     current directory), paths in ``from_`` (a container or image), or for ADD
     URLs. ``dest`` is relative to the config's working directory.
     """
-    import posixpath
-
-    from builder.executor.copier import (
-        CopyRequest,
-        SourceTree,
-        check_chmod,
-        copy_into,
-        download,
-        lookup_owner,
-    )
-
     if not sources:
         raise UsageError("copying into a container: no source given")
     container = find_container(store, ref)
@@ -570,7 +489,7 @@ def copy_into_container(
         copy_into(root, request, tree, download if add else None)
     with store.lock():
         current = find_container(store, container.id)
-        current.created_by = f"/bin/sh -c #(nop) {keyword} {' '.join(sources)} {dest}"
+        current.created_by = created_by(f"{keyword} {' '.join(sources)} {dest}")
         _save(store, current)
 
 
@@ -583,7 +502,6 @@ class ConfigChanges:
     ``entrypoint`` are a JSON array or shell form (cmd is split into words,
     entrypoint runs through ``/bin/sh -c``), as in Buildah; "" clears them.
     """
-
     env: tuple[str, ...] = ()
     cmd: str | None = None
     entrypoint: str | None = None
@@ -607,7 +525,6 @@ class ConfigChanges:
 
 
 def _command(text: str, shell: list[str], via_shell: bool) -> list[str] | None:
-    import shlex
 
     if not text.strip():
         return None
@@ -652,8 +569,6 @@ def _edit_set(current: dict[str, Any] | None, items: Sequence[str], normalize: A
 
 def apply_config(container: Container, changes: ConfigChanges) -> None:
     """Apply ``changes`` to the container's config (in memory)."""
-    from builder.errors import StepError
-    from builder.executor import config as cfg
 
     image = container.config
     config = image.config
@@ -706,7 +621,6 @@ def apply_config(container: Container, changes: ConfigChanges) -> None:
 
 
 def _apply_healthcheck(config: ContainerConfig, changes: ConfigChanges) -> None:
-    from builder.executor.config import healthcheck_config
 
     if changes.healthcheck is None:
         return
@@ -749,8 +663,6 @@ def commit_container(
 ) -> ImageRecord:
     """Write an image: the base layers plus one layer of the container's changes (or one
     squashed layer of the whole root), its config and a history entry."""
-    from builder.image.layer import tree_entries, write_layer
-
     if format not in ("oci", "docker"):
         raise UsageError(f"checking --format: unknown format {format!r} (expected oci or docker)")
     container = find_container(store, ref)
@@ -793,8 +705,7 @@ def remove_container(store: Store, ref: str) -> Container:
     """Unmount and delete a working container; returns what it was."""
     with store.lock():
         container = find_container(store, ref)
-        if container.driver == "overlay":
-            _unmount_overlay(store, container)
+        _workspace(store, container).unmount()
         directory = _directory(store, container)
         trash = _containers_dir(store) / f".rm-{container.id}"
         os.rename(directory, trash)

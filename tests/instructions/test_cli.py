@@ -55,3 +55,19 @@ def test_parse_error_is_rendered_with_caret(pybuild, tmp_path: Path) -> None:  #
 def test_parse_missing_file(pybuild, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = pybuild("parse", tmp_path, check=False)
     assert result.returncode == 125 and "Containerfile or Dockerfile" in result.stderr
+
+
+def test_parse_and_lint_read_the_file_bud_reads(pybuild, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A default Containerfile that is a symlink is resolved inside the context, for
+    parse and lint as for bud: one that leads out of it is refused by all three."""
+    (tmp_path / "outside").write_text("FROM outside\n")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").symlink_to(tmp_path / "outside")
+    for command in ("parse", "lint", "bud"):
+        result = pybuild(command, context, check=False)
+        assert result.returncode == 125, (command, result.output)
+        assert "not a regular file inside the context" in result.stderr, command
+    (context / "Dockerfile").write_text("FROM inside\n")
+    (context / "Containerfile").unlink()
+    assert "FROM inside" in pybuild("parse", context).stdout
