@@ -13,16 +13,32 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import builder.cache.index  # noqa: F401 - registers the build cache's gc roots
 from builder import replay
+from builder.context import open_context, read_containerfile
 from builder.errors import StepError
+from builder.executor.build import BuildOptions, build
+from builder.executor.output import Progress
+from builder.platform import parse_platform
+from builder.registry.client import RegistryOptions
 from builder.store import Store
-from builder.store.containers import ConfigChanges
-
-if TYPE_CHECKING:
-    from builder.registry.client import RegistryOptions
+from builder.store.containers import (
+    ConfigChanges,
+    commit_container,
+    copy_into_container,
+    create_container,
+    find_container,
+    list_containers,
+    mount_container,
+    parse_volume,
+    remove_container,
+    run_container,
+    unmount_container,
+    update_config,
+)
+from builder.store.manifests import push_manifest_list
+from builder.store.transports import pull_image, push_image
 
 # the public names; ``builder`` re-exports exactly these (a test holds the two equal)
 __all__ = [
@@ -95,7 +111,6 @@ class Session:
 
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
         """A new working container from an image (pulled when needed) or "scratch"."""
-        from builder.store.containers import create_container
 
         made = create_container(self.store, image, name=options.name, pull=options.pull,
                                 driver=self.driver, registry_options=options.registry)
@@ -103,22 +118,16 @@ class Session:
 
     def container(self, name_or_id: str) -> WorkingContainer:
         """An existing working container (made here, by the CLI, or in another process)."""
-        from builder.store.containers import find_container
 
         found = find_container(self.store, name_or_id)
         return WorkingContainer(self.store, found.id, found.name)
 
     def containers(self) -> list[WorkingContainer]:
-        from builder.store.containers import list_containers
 
         return [WorkingContainer(self.store, c.id, c.name) for c in list_containers(self.store)]
 
     def build(self, request: BuildRequest) -> str:
         """Build a context as ``pybuild bud`` does; returns the image ID."""
-        from builder.context import open_context, read_containerfile
-        from builder.executor.build import BuildOptions, build
-        from builder.executor.output import Progress
-        from builder.platform import parse_platform
 
         context = open_context(request.context)
         options = BuildOptions(
@@ -131,16 +140,12 @@ class Session:
 
     def push(self, image: str, dest: str, options: RegistryOptions | None = None) -> str:
         """Push a stored image to ``[docker://]host/repo[:tag]``; the manifest digest."""
-        from builder.registry.client import RegistryOptions
-        from builder.store.transports import push_image
 
         return push_image(self.store, image, dest.removeprefix("docker://"),
                           options or RegistryOptions())
 
     def pull(self, ref: str, options: RegistryOptions | None = None) -> str:
         """Pull an image into the store; its image ID."""
-        from builder.registry.client import RegistryOptions
-        from builder.store.transports import pull_image
 
         return pull_image(self.store, ref.removeprefix("docker://"),
                           options or RegistryOptions(), quiet=True).id
@@ -148,7 +153,6 @@ class Session:
     def push_manifest_list(self, name: str, dest: str,
                            options: RegistryOptions | None = None) -> str:
         """Push a manifest list and its images; the list's digest."""
-        from builder.store.manifests import push_manifest_list
 
         return push_manifest_list(self.store, name, dest, options)
 
@@ -156,7 +160,6 @@ class Session:
 @dataclass(frozen=True)
 class WorkingContainer:
     """A handle on one working container; every call reads and saves the stored state."""
-
     store: Store
     id: str
     name: str
@@ -165,7 +168,6 @@ class WorkingContainer:
             check: bool = True) -> int:
         """Run a command inside; writes persist. A non-zero status raises StepError
         unless ``check`` is False."""
-        from builder.store.containers import parse_volume, run_container
 
         status = run_container(
             self.store, self.id, argv, user=options.user, workdir=options.workdir,
@@ -188,20 +190,17 @@ class WorkingContainer:
 
     def _copy(self, sources: Sequence[str | os.PathLike[str]], dest: str,
               options: CopyOptions, *, add: bool) -> None:
-        from builder.store.containers import copy_into_container
 
         copy_into_container(self.store, self.id, [os.fspath(s) for s in sources], dest,
                             add=add, chown=options.chown, chmod=options.chmod,
                             from_=options.from_, contextdir=options.contextdir)
 
     def config(self, changes: ConfigChanges) -> None:
-        from builder.store.containers import update_config
 
         update_config(self.store, self.id, changes)
 
     def commit(self, image: str | None = None, options: CommitOptions = CommitOptions()) -> str:
         """Write an image (named ``image`` when given); returns the image ID."""
-        from builder.store.containers import commit_container
 
         return commit_container(self.store, self.id, image, format=options.format,
                                 squash=options.squash, rm=options.rm,
@@ -209,16 +208,13 @@ class WorkingContainer:
                                 timestamp=options.timestamp).id
 
     def mount(self) -> Path:
-        from builder.store.containers import mount_container
 
         return mount_container(self.store, self.id)
 
     def unmount(self) -> None:
-        from builder.store.containers import unmount_container
 
         unmount_container(self.store, self.id)
 
     def remove(self) -> None:
-        from builder.store.containers import remove_container
 
         remove_container(self.store, self.id)

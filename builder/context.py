@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from builder import replay
 from builder.errors import ContextError
+from builder.rootfs.paths import resolve_in_root as resolve
 
 DEFAULT_NAMES = ("Containerfile", "Dockerfile")
 
@@ -88,8 +89,6 @@ def context_path(source: str) -> str:
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
     """Resolve ``path`` under ``root`` as if root were ``/`` (see
     ``builder.rootfs.paths.resolve_in_root``); a symlink loop is a ContextError."""
-    from builder.rootfs.paths import resolve_in_root as resolve
-
     try:
         resolved = resolve(root, path, follow_last=follow_last)
     except OSError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from builder.errors import PybuildError
 from builder.image.layer import Layer
+from builder.image.layout import write_atomic
 from builder.image.spec import Descriptor, History
 from builder.store.store import Store, register_gc_roots
 
@@ -67,7 +68,6 @@ def claim(key: str) -> Iterator[None]:
 
 class CacheIndex:
     """Lookups and records of cached steps in one store."""
-
     def __init__(self, store: Store, *, ttl: float | None = None) -> None:
         self.store = store
         self.dir = steps_dir(store.root)
@@ -89,7 +89,6 @@ class CacheIndex:
             (self.dir / f"{key}.json").unlink()
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        from builder.image.layout import write_atomic
 
         self.dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.dir / f"{key}.json", entry.to_json())
@@ -119,7 +118,6 @@ def _read(path: Path) -> CacheEntry | None:
 class _CacheRoots:
     """Garbage collection keeps the layer blobs of cached steps (their extracted layers
     go with ``prune``)."""
-
     directory = "cache"
 
     def blobs(self, store: Store) -> set[str]:

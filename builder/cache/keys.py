@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from builder import replay
@@ -83,7 +85,6 @@ def _digest(lines: list[str | _Item]) -> str:
              and x[2].st_size >= _PARALLEL_FILE]
     done: dict[int, str] = {}
     if len(files) > 1 and sum(x[2].st_size for x in files) >= _PARALLEL_BYTES:
-        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash") as pool:
             done = dict(zip(map(id, files), pool.map(lambda item: _entry(*item), files),
@@ -136,8 +137,6 @@ def _prefetch(paths: list[str]) -> Callable[[], None]:
     """Ask the kernel to read ``paths`` into the page cache from a few threads, ahead
     of the hashing that reads them one by one: with a cold cache the disk then has
     many reads to do at once instead of one. Returns what stops them."""
-    import threading
-
     stop = threading.Event()
 
     def warm(share: list[str]) -> None:

@@ -12,9 +12,12 @@ of an image.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +28,15 @@ from typing import Any
 
 from builder.cache.index import CacheEntry, CacheIndex
 from builder.errors import PybuildError, RegistryError, RegistryNotFound
+from builder.executor.output import Progress
+from builder.image.layer import tree_entries, write_layer
+from builder.image.layout import Layout
+from builder.image.spec import MEDIA_OCI_MANIFEST
+from builder.reference import parse_reference
+from builder.registry.client import RegistryClient, RegistryOptions
+from builder.registry.config import load_registries_conf
+from builder.rootfs.extract import extract_layer
+from builder.store import Store
 
 ENTRY_MEDIA_TYPE = "application/vnd.pybuild.cache.step.v1+json"
 MOUNT_MEDIA_TYPE = "application/vnd.pybuild.cache.mount.v1+json"
@@ -38,11 +50,7 @@ def mount_tag(path: Path) -> str:
 
 class _Repo:
     """One cache repository and its client."""
-
     def __init__(self, text: str) -> None:
-        from builder.reference import parse_reference
-        from builder.registry.client import RegistryClient, RegistryOptions
-        from builder.registry.config import load_registries_conf
 
         ref = parse_reference(text.removeprefix("docker://"))
         self.text = text
@@ -59,14 +67,12 @@ class _Repo:
         parsed = json.loads(data)
         return parsed if isinstance(parsed, dict) else None
 
-    def put_blob(self, layout: Any, digest: str, size: int) -> None:
+    def put_blob(self, layout: Layout, digest: str, size: int) -> None:
         if not self.client.has_blob(self.repository, digest):
             self.client.upload_blob(self.repository, digest, size,
                                     lambda: layout.open_blob(digest), lambda n: None)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
-        import hashlib
-        import io
 
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if not self.client.has_blob(self.repository, digest):
@@ -76,7 +82,6 @@ class _Repo:
 
     def put_manifest(self, tag: str, config: tuple[str, int], config_type: str,
                      layers: list[dict[str, Any]]) -> None:
-        from builder.image.spec import MEDIA_OCI_MANIFEST
 
         manifest = {
             "schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST,
@@ -89,8 +94,7 @@ class _Repo:
 
 class RemoteCache:
     """``--cache-from`` repositories to look steps up in, a ``--cache-to`` to send them to."""
-
-    def __init__(self, store: Any, sources: Iterable[str], dest: str | None, *,
+    def __init__(self, store: Store, sources: Iterable[str], dest: str | None, *,
                  ttl: float | None = None, mounts: bool = False) -> None:
         self.store = store
         self.sources = [_Repo(text) for text in sources]
@@ -101,7 +105,6 @@ class RemoteCache:
         self.warned: set[str] = set()
 
     def _warn(self, repo: _Repo, exc: PybuildError) -> None:
-        import sys
 
         with self._lock:
             if repo.text in self.warned:
@@ -137,7 +140,6 @@ class RemoteCache:
         unless it already holds something."""
         if path.is_dir() and any(path.iterdir()):
             return
-        from builder.rootfs.extract import extract_layer
 
         for repo in self.sources:
             try:
@@ -150,7 +152,6 @@ class RemoteCache:
                 if isinstance(exc, PybuildError):
                     self._warn(repo, exc)
                 continue
-            import io
 
             tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
             tmp.mkdir(parents=True)
@@ -163,7 +164,7 @@ class RemoteCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             return
 
-    def send(self, keys: Iterable[str], mounts: Iterable[Path], progress: Any) -> None:
+    def send(self, keys: Iterable[str], mounts: Iterable[Path], progress: Progress) -> None:
         """Send the steps ``keys`` (and, with cache mounts, the ``mounts`` directories)."""
         if self.dest is None:
             return
@@ -195,7 +196,6 @@ class RemoteCache:
         progress.info(f"Sent {len(jobs)} cached steps to {dest.text}")
 
     def _send_mount(self, path: Path) -> None:
-        from builder.image.layer import tree_entries, write_layer
 
         assert self.dest is not None
         layout = self.store.layout

@@ -13,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 
+from builder.image.layout import write_atomic
+
 _READ = 1 << 20
 
 
@@ -34,7 +36,6 @@ def _stamp(st: os.stat_result) -> list[int | str]:
 
 class StatCache:
     """sha256 of the regular files under one context directory, cached by stat."""
-
     def __init__(self, store_root: Path, context: Path) -> None:
         name = hashlib.sha256(os.fsencode(os.path.realpath(context))).hexdigest()[:32]
         self.path = Path(store_root) / "cache" / "stat" / f"{name}.json"
@@ -79,7 +80,6 @@ class StatCache:
             if all(entries.get(k) == v for k, v in self._seen.items()):
                 return
             entries.update(self._seen)
-            from builder.image.layout import write_atomic
 
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

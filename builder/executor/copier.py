@@ -23,16 +23,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from builder import replay
 from builder.context import context_path, resolve_in_root
 from builder.errors import ContextError, PatternError, StepError
 from builder.globs import has_magic
 from builder.globs import match as glob_match
-
-if TYPE_CHECKING:
-    from builder.image.layer import LayerEntry
+from builder.ignore import IgnoreMatcher
+from builder.image.layer import LayerEntry, Override
 
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 _CHMOD_CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
@@ -66,7 +65,6 @@ class CopyRequest:
 @dataclass(frozen=True)
 class SourceTree:
     """Where sources come from: the context (with the ignore file) or another root."""
-
     root: Path
     included: frozenset[str] | None = None  # None: every path is visible
     is_context: bool = False
@@ -118,8 +116,6 @@ def go_match(pattern: str, name: str) -> bool:
 
 def _exclusion(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     """--exclude patterns, matched like ignore-file patterns against source-relative paths."""
-    from builder.ignore import IgnoreMatcher
-
     matcher = IgnoreMatcher(patterns)
     return matcher.excluded
 
@@ -215,7 +211,6 @@ class _Writer:
     """Writes entries under a root, applying owner and chmod, preserving hard links.
 
     Paths are plain strings: this runs once per copied file."""
-
     root: Path
     owner: tuple[int, int]
     chmod: str | None
@@ -373,7 +368,6 @@ class _Planned:
     """Stands in for ``_Writer`` on an empty root: records what the copy would create
     as layer entries read straight from the sources, writing nothing. Paths are
     absolute inside the root."""
-
     anchor: Path  # any existing directory: the on-disk stand-in for made directories
     owner: tuple[int, int]
     chmod: str | None
@@ -425,7 +419,6 @@ class _Planned:
         self.metadata[dest] = (mode, *self.owner, st.st_mtime)
 
     def entries(self) -> list[LayerEntry]:
-        from builder.image.layer import LayerEntry, Override
 
         now = time.time()
         out = []

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from builder.cache.keys import layers_identity
 from builder.executor.copier import (
@@ -33,15 +33,13 @@ from builder.executor.mounts import resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
 from builder.executor.users import resolve_user_in_root
 from builder.image.layer import Layer, LayerEntry, write_layer
+from builder.image.layout import Layout
 from builder.image.spec import ImageConfig
 from builder.instructions.mounts import RunMount
 from builder.plan.graph import StagePlan, StageRef
 from builder.rootfs.layercache import StoreLike
 from builder.rootfs.paths import resolve_in_root
 from builder.rootfs.workspace import Workspace
-
-if TYPE_CHECKING:
-    from builder.image.layout import Layout
 
 __all__ = ["Effects", "LayerOptions", "RootfsEffects", "RunStep", "StageResult"]
 
@@ -50,7 +48,6 @@ __all__ = ["Effects", "LayerOptions", "RootfsEffects", "RunStep", "StageResult"]
 class StageResult:
     """A built stage: its config and layers, and its root (assembled on first use,
     kept open for COPY --from)."""
-
     plan: StagePlan
     store: StoreLike
     driver: str | None
@@ -99,7 +96,6 @@ class RunStep:
 
 class Effects(Protocol):
     """The side effects of a stage's steps, each on the stage's root file system."""
-
     def copy(self, stage: StageResult, request: CopyRequest, source: StageRef | None,
              chown: str | None, add: bool) -> None:
         """COPY/ADD ``request`` from the context (``source`` None) or a stage or image;
@@ -127,7 +123,6 @@ class LayerOptions:
 
 class RootfsEffects:
     """Steps carried out on real root file systems: a ``Workspace`` per stage."""
-
     def __init__(self, layout: Layout, layers: LayerOptions, *, context: Path,
                  context_tree: Callable[[], SourceTree], root_of: Callable[[StageRef], Path],
                  cache_root: Path, secrets: Mapping[str, bytes],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
+from builder.rootfs.paths import resolve_in_root
 
 __all__ = ["ResolvedUser", "resolve_user", "resolve_user_in_root"]
 
@@ -73,8 +74,6 @@ def resolve_user(spec: str, passwd: str, group: str) -> ResolvedUser:
 
 def resolve_user_in_root(root: Path, spec: str) -> ResolvedUser:
     """Resolve ``spec`` from the files inside ``root`` (symlinks kept inside it)."""
-    from builder.rootfs.paths import resolve_in_root
-
     def read(path: str) -> str:
         try:
             return resolve_in_root(root, path).read_text(encoding="utf-8", errors="replace")

@@ -19,8 +19,6 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Protocol, cast
 
-from isal import isal_zlib
-
 from builder.errors import ImageError
 
 CHUNK = 1 << 20
@@ -43,6 +41,8 @@ class Compressor(Protocol):
 
 
 def _deflate(chunk: bytes, zdict: bytes, last: bool, level: int) -> bytes:
+    from isal import isal_zlib  # ISA-L is loaded when a layer is deflated, not before
+
     if zdict:
         c = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15, 9, 0, zdict)
     else:
@@ -55,6 +55,9 @@ class ParallelGzip:
     """A write-only gzip stream that deflates 1 MiB chunks on a thread pool."""
 
     def __init__(self, sink: Sink, *, level: int = GZIP_LEVEL, threads: int | None = None) -> None:
+        from isal import isal_zlib  # ISA-L is loaded when a layer is deflated, not before
+
+        self._crc32 = isal_zlib.crc32
         self._sink = sink
         self._level = level
         self._threads = threads or os.cpu_count() or 1
@@ -78,7 +81,7 @@ class ParallelGzip:
         return len(data)
 
     def _submit(self, chunk: bytes, last: bool) -> None:
-        self._crc = isal_zlib.crc32(chunk, self._crc)
+        self._crc = self._crc32(chunk, self._crc)
         self._size += len(chunk)
         self._pending.append(
             self._pool.submit(_deflate, chunk, self._prev_tail, last, self._level)

@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from builder.errors import ParseError
 from builder.instructions import model as m
+from builder.syntax.nodes import json_array, split_words
 
 __all__ = ["render", "render_containerfile"]
 
@@ -34,8 +36,6 @@ def _json(values: Iterable[str]) -> str:
 
 def _words(values: tuple[str, ...]) -> str:
     """White-space separated words, or the JSON form when some word needs it."""
-    from builder.errors import ParseError
-    from builder.syntax.nodes import json_array
 
     plain = " ".join(values)
     if values and all(v and not _SPACE.search(v) for v in values):
@@ -68,8 +68,6 @@ def _pairs(pairs: tuple[tuple[str, str], ...], legacy: bool) -> str:
 
 def _label(pairs: tuple[tuple[str, str], ...], escape: str) -> str:
     """name=value pairs; the legacy ``LABEL name value`` form when a value is not one word."""
-    from builder.syntax.nodes import split_words
-
     if len(pairs) == 1 and split_words(pairs[0][1], escape) != [pairs[0][1]]:
         return _pairs(pairs, True)
     return _pairs(pairs, False)

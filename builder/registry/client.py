@@ -32,6 +32,7 @@ from builder.errors import (
     RegistryTransportError,
     UsageError,
 )
+from builder.image.layout import Layout
 from builder.image.spec import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -50,6 +51,7 @@ from builder.platform import Platform, choose, parse_platform
 from builder.reference import DOCKER_HUB, Reference
 from builder.registry.auth import Authenticator
 from builder.registry.blobinfo import BlobInfo
+from builder.registry.config import load_registries_conf
 from builder.registry.credentials import Credentials, find_credentials, parse_creds
 from builder.registry.http import (
     BlobReader,
@@ -332,7 +334,6 @@ class RegistryClient:
 
 class _CountingReader:
     """A file wrapper for request bodies that reports bytes read."""
-
     def __init__(self, source: BinaryIO, size: int, on_read: Callable[[int], None]) -> None:
         self._source = source
         self._size = size
@@ -576,8 +577,6 @@ def convert_manifest(manifest: bytes, format: str | None) -> bytes:
 def resolve_candidates(ref: str, options: RegistryOptions
                        ) -> list[tuple[Reference, Reference, bool]]:
     """(name to store, reference to fetch, insecure) candidates for ``ref``, in order."""
-    from builder.registry.config import load_registries_conf
-
     conf = load_registries_conf(options.registries_conf)
     candidates = []
     for name in conf.resolve_short_name(ref):
@@ -590,8 +589,6 @@ def search_registry(
     registry: str, term: str, options: RegistryOptions = RegistryOptions()
 ) -> list[str]:
     """``registry/name`` for each repository of the catalog whose name contains ``term``."""
-    from builder.registry.config import load_registries_conf
-
     conf = load_registries_conf(options.registries_conf)
     entry = conf.find(registry)
     if entry and entry.blocked:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from builder.registry.client import RegistryOptions
+from builder.registry.client import RegistryOptions
 
 __all__ = ["add_registry_flags", "add_tls_flags", "registry_options"]
 
@@ -54,7 +52,6 @@ def _seconds(text: str) -> float:
 
 
 def registry_options(args: argparse.Namespace, **extra: object) -> RegistryOptions:
-    from builder.registry.client import RegistryOptions
 
     return RegistryOptions(
         tls_verify=args.tls_verify, cert_dir=args.cert_dir, authfile=args.authfile,

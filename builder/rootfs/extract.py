@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from builder.errors import DigestMismatch, LayerError
+from builder.image.compress import open_decompressed
 
 __all__ = ["extract_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER", "OPAQUE_XATTR"]
 
@@ -155,7 +156,6 @@ class _Prefetcher:
     Decompression and hashing release the GIL, so they overlap with parsing and
     file creation on the calling thread.
     """
-
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
@@ -205,7 +205,6 @@ class _TarReader:
     After ``next()`` returns an entry, its data may be written out with
     ``copy_to``; whatever is left unread is skipped by the next call.
     """
-
     def __init__(self, source: _Prefetcher, layer: str) -> None:
         self.source = source
         self.layer = layer
@@ -401,7 +400,6 @@ def extract_layer(
 
         read_errors += (zstandard.ZstdError,)
     if compression != "none":
-        from builder.image.compress import open_decompressed  # loads ISA-L
 
         stream = cast(BinaryIO, open_decompressed(stream, compression))
     source = _Prefetcher(stream)
@@ -448,7 +446,6 @@ class _Extractor:
     checked again. Whatever removes a directory drops it and everything below
     from the set.
     """
-
     def __init__(self, dest: Path, layer_digest: str, whiteouts: str) -> None:
         self.root = str(dest)
         self.layer = layer_digest

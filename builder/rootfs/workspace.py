@@ -34,10 +34,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from builder.errors import StoreError
+from builder.image.layer import Layer, LayerEntry
 from builder.image.layout import write_atomic
+from builder.rootfs import syscalls
 from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
 from builder.rootfs.layercache import (
     LINKS,
@@ -48,9 +49,6 @@ from builder.rootfs.layercache import (
     promote,
     short_names,
 )
-
-if TYPE_CHECKING:
-    from builder.image.layer import Layer, LayerEntry
 
 __all__ = ["VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
 
@@ -77,7 +75,6 @@ def detect_driver(store_root: Path) -> str:
 def _overlay_works(store_root: Path) -> bool:
     if os.geteuid() != 0:
         return False
-    from builder.rootfs import syscalls
 
     try:
         store_root.mkdir(parents=True, exist_ok=True)
@@ -110,8 +107,6 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
     short links in ``layers/.links`` and every path is relative to it, resolved by a
     thread of its own with a private working directory (``unshare(CLONE_FS)``) so the
     process's never changes under other threads. Raises OSError."""
-    from builder.rootfs import syscalls
-
     data = _overlay_options(lowers, upper, work)
     cwd = None
     if len(data) > _MOUNT_DATA_MAX:
@@ -160,7 +155,6 @@ class _Meta:
 
 class Workspace:
     """One stage's root filesystem being built (see the module docstring)."""
-
     def __init__(self, store: StoreLike, driver: str, base: Path, *,
                  persistent: bool = False) -> None:
         self.store = store
@@ -255,7 +249,6 @@ class Workspace:
 
     def unmount(self) -> None:
         """Unmount an attached overlay root (detached when it is busy); it stays."""
-        from builder.rootfs import syscalls
 
         if self.driver == "overlay" and (self._mounted or os.path.ismount(self.root)):
             self._mounted = False
@@ -287,7 +280,6 @@ class Workspace:
 
     def _unmount(self) -> None:
         """Unmount; a mount still in use is detached, and StoreError says so."""
-        from builder.rootfs import syscalls
 
         if self._mounted:
             self._mounted = False
@@ -347,7 +339,6 @@ class Workspace:
 
 
 def _entry(path: str, source: Path | None) -> LayerEntry:
-    from builder.image.layer import LayerEntry
 
     return LayerEntry(path, source)
 
@@ -359,7 +350,6 @@ def _whiteout_path(rel: str) -> str:
 
 class _OverlayDiff:
     """Reads an overlay upper directory as OCI layer entries."""
-
     def __init__(self, upper: Path, lowers: Sequence[Path]) -> None:
         self.upper = upper
         self.lowers = lowers

@@ -13,9 +13,9 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from builder.errors import ImageError, ImageNotFound, ManifestListNotFound, UsageError
+from builder.errors import ImageError, ImageNotFound, ManifestListNotFound, PybuildError, UsageError
 from builder.image.spec import (
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
@@ -24,10 +24,17 @@ from builder.image.spec import (
     Index,
 )
 from builder.platform import Platform, parse_platform
-
-if TYPE_CHECKING:
-    from builder.registry.client import RegistryOptions
-    from builder.store import Store
+from builder.reference import Reference, parse_reference
+from builder.registry.blobinfo import BlobInfo
+from builder.registry.client import (
+    RegistryClient,
+    RegistryOptions,
+    in_context,
+    retrying,
+    send_image,
+)
+from builder.registry.config import load_registries_conf
+from builder.store import Store, normalize_name
 
 __all__ = [
     "ManifestList",
@@ -52,7 +59,6 @@ class ManifestList:
 
 
 def _list_name(name: str) -> str:
-    from builder.store import normalize_name
 
     return normalize_name(name)
 
@@ -198,18 +204,6 @@ def push_manifest_list(
 ) -> str:
     """Push every image of the list by digest (unless ``all`` is False), then the list
     itself to ``dest`` (``[docker://]host/repo[:tag]``); returns the list's digest."""
-    from builder.errors import PybuildError
-    from builder.reference import Reference, parse_reference
-    from builder.registry.blobinfo import BlobInfo
-    from builder.registry.client import (
-        RegistryClient,
-        RegistryOptions,
-        in_context,
-        retrying,
-        send_image,
-    )
-    from builder.registry.config import load_registries_conf
-
     options = options or RegistryOptions()
     found = find_manifest_list(store, list_name)
     ref = parse_reference(dest.removeprefix("docker://"))

@@ -7,6 +7,8 @@ client in ``builder.registry``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,7 +16,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from builder import replay
 from builder.errors import (
@@ -58,9 +60,8 @@ from builder.registry.client import (
 from builder.registry.config import load_registries_conf
 from builder.registry.http import Transport
 from builder.registry.progress import make_progress
-
-if TYPE_CHECKING:
-    from builder.store import ImageRecord, Store
+from builder.store import ImageRecord, Store, normalize_name
+from builder.store import Store as StoreClass
 
 TRANSPORTS = ("oci", "oci-archive", "docker-archive")
 _PREFIXES = (("docker://", "docker"), ("oci:", "oci"), ("oci-archive:", "oci-archive"),
@@ -164,7 +165,6 @@ def _write_docker_archive(store: Store, record: ImageRecord, path: Path, ref: st
     """``docker save`` layout: manifest.json, the config, uncompressed layer tars."""
     layout = store.layout
     if ref:
-        from builder.store import normalize_name
 
         tags = [normalize_name(ref)]
     else:
@@ -211,7 +211,6 @@ def _uncompressed_file(store: Store, desc: Descriptor) -> Iterator[tuple[IO[byte
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
 
     info = tarfile.TarInfo(name)
     info.size, info.mode = len(data), 0o644
@@ -320,7 +319,6 @@ def _docker_entry(entries: list[dict[str, Any]], ref: str | None, path: Path) ->
         return entries[0]
     if ref.startswith("@") and ref[1:].isdigit() and int(ref[1:]) < len(entries):
         return entries[int(ref[1:])]
-    from builder.store import normalize_name
 
     want = normalize_name(ref)
     for e in entries:
@@ -342,8 +340,6 @@ def _member(tar: tarfile.TarFile, name: str, path: Path) -> bytes:
 def _import_layer(store: Store, tar: tarfile.TarFile, name: str, diff_id: str,
                   path: Path) -> Descriptor:
     """Store a layer as it is in the archive, checking its uncompressed digest."""
-    import hashlib
-
     f = tar.extractfile(name)
     if f is None:
         raise ImageError(f"reading docker archive {path}: missing layer {name!r}")
@@ -377,7 +373,6 @@ def read_image(store: Store, ref: str) -> ImageRecord:
         return store.lookup(rest)
     if transport not in TRANSPORTS:
         raise UsageError(f"reading image {ref!r}: transport {transport!r} is not supported here")
-    from builder.store import Store as StoreClass
 
     with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
         return import_image(StoreClass(Path(tmp)), ref)

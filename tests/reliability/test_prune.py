@@ -59,9 +59,24 @@ def test_prune_waits_for_pins(store_ab: Pybuild) -> None:
     blob = store_ab.root / "blobs" / "sha256" / digest.removeprefix("sha256:")
     prune = subprocess.Popen([sys.executable, "-m", "builder", "prune"], env=store_ab.env,
                              stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    _wait_until_open(prune.pid, store_ab.root / "gc.lock")  # prune waits for the pin now
     assert prune.poll() is None and blob.exists()  # still waiting, blob untouched
     holder.communicate("\n")
     out, _ = prune.communicate(timeout=60)
     assert prune.returncode == 0 and "1 blob" in out
     assert not blob.exists()
+
+
+def _wait_until_open(pid: int, path: Path, timeout: float = 60) -> None:
+    """Wait until process ``pid`` has ``path`` open (prune opens gc.lock, then waits for
+    every pin to end before it collects anything)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            targets = set()
+        if str(path) in targets:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never opened {path}")
