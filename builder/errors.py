@@ -5,7 +5,7 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
 ``builder.cli`` renders them.
 
     PybuildError
-    ├─ ContainerfileError     .location, .hint; exit 2 (parse) or 125 (build)
+    ├─ ContainerfileError     .location, .hint; exit 125, as Buildah, for every kind
     │  ├─ ParseError          bad line, bad directive, unterminated heredoc, bad JSON
     │  ├─ InstructionError    arity, unknown flag, unknown keyword ("did you mean")
     │  ├─ PlanError           unknown stage, cycle, unknown --target
@@ -75,12 +75,10 @@ class ContainerfileError(PybuildError):
 
 
 class ParseError(ContainerfileError):
-    exit_code = 2
     code = "parse"
 
 
 class InstructionError(ContainerfileError):
-    exit_code = 2
     code = "instruction"
 
 

@@ -168,3 +168,29 @@ def test_default_containerfile_symlink_is_not_followed_out(tmp_path: Path,
     res = pybuild("bud", context, check=False)
     assert res.returncode == 125
     assert "not a regular file inside the context" in res.stderr
+
+
+EXIT_STATUS = [
+    # (case, Containerfile, status, stderr holds): Buildah exits 125 for every error
+    # but a RUN's own failure, which gives the step's status (findings: Buildah 1.28)
+    ("no FROM argument", "FROM\n", 125, "FROM requires either one or three arguments"),
+    ("unknown instruction", "FROM scratch\nFOO bar\n", 125, "unknown instruction: FOO"),
+    ("unterminated heredoc", "FROM scratch\nRUN <<EOF\necho hi\n", 125, "unterminated heredoc"),
+    ("missing destination", "FROM scratch\nCOPY onlyone\n", 125, "COPY requires"),
+    ("empty file", "", 125, "file with no instructions"),
+    ("RUN exit 3", "FROM localhost/busybox\nRUN exit 3\n", 3, 'STEP "RUN exit 3": exit status 3'),
+    ("RUN exec form", 'FROM localhost/busybox\nRUN ["sh", "-c", "exit 42"]\n', 42,
+     "exit status 42"),
+]
+
+
+@pytest.mark.parametrize(("text", "status", "message"), [c[1:] for c in EXIT_STATUS],
+                         ids=[c[0] for c in EXIT_STATUS])
+def test_exit_status_as_buildah(with_busybox: Pybuild, tmp_path: Path, text: str, status: int,
+                                message: str) -> None:
+    (tmp_path / "Containerfile").write_text(text)
+    result = with_busybox("bud", tmp_path, check=False)
+    assert result.returncode == status, result.output
+    assert message in result.stderr
+    if status == 125 and text.startswith("FROM scratch"):
+        assert f"{tmp_path / 'Containerfile'}:2:1" in result.stderr  # located, with a caret

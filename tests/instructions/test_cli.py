@@ -47,7 +47,7 @@ def test_parse_error_is_rendered_with_caret(pybuild, tmp_path: Path) -> None:  #
     path = tmp_path / "Containerfile"
     path.write_text("FROM a\n\n    COPY onlyone\n")
     result = pybuild("parse", "-f", path, check=False)
-    assert result.returncode == 2
+    assert result.returncode == 125
     assert f"{path}:3:5: COPY requires at least two arguments" in result.stderr
     assert "3 |     COPY onlyone\n  |     ^" in result.stderr
 
