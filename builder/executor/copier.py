@@ -49,8 +49,9 @@ class CopyRequest:
     sources: tuple[str, ...]
     dest: str  # absolute inside the root (WORKDIR applied)
     dest_is_dir: bool  # the written destination ended with "/" (or ".")
-    owner: tuple[int, int] | None = None
+    owner: tuple[int, int] | None = None  # --chown
     chmod: str | None = None
+    preserve_owner: bool = False  # without --chown, keep the sources' owners (--from)
     parents: bool = False
     excludes: tuple[str, ...] = ()
     heredocs: dict[str, bytes] = field(default_factory=dict)
@@ -123,34 +124,6 @@ def _exclusion(patterns: tuple[str, ...]) -> Callable[[str], bool]:
 # chown / chmod
 
 
-def lookup_owner(root: Path, spec: str) -> tuple[int, int]:
-    """``user[:group]`` -> (uid, gid), names looked up in the root's /etc/passwd and /etc/group."""
-    user, sep, group = spec.partition(":")
-    if not user:
-        raise StepError(f"looking up UID/GID for {spec!r}: can't find uid for user {user!r}")
-    uid, primary = _lookup(root, "etc/passwd", user, "uid for user")
-    if sep and group:
-        gid, _ = _lookup(root, "etc/group", group, "gid for group")
-    else:
-        gid = primary if primary is not None else uid
-    return uid, gid
-
-
-def _lookup(root: Path, table: str, name: str, what: str) -> tuple[int, int | None]:
-    if name.isdigit():
-        return int(name), None
-    try:
-        text = resolve_in_root(root, table).read_text(encoding="utf-8", errors="replace")
-    except (OSError, ContextError):
-        text = ""
-    for line in text.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
-            second = fields[3] if len(fields) > 3 and fields[3].isdigit() else None
-            return int(fields[2]), int(second) if second is not None else None
-    raise StepError(f"looking up UID/GID for {name!r}: can't find {what} {name!r}")
-
-
 def check_chmod(spec: str) -> None:
     """Reject a --chmod that is neither octal nor symbolic (``u+x,go-w``)."""
     if re.fullmatch(r"[0-7]{1,4}", spec):
@@ -210,10 +183,15 @@ def _file_mode(chmod: str | None, st_mode: int, is_dir: bool) -> int:
 class _Writer:
     """Writes entries under a root, applying owner and chmod, preserving hard links.
 
+    Owners follow Buildah: what is copied gets ``owner`` (``--chown``), else its own
+    owner when ``preserve`` (``--from`` a stage or image), else 0:0; every directory the
+    copy creates, parents and destination alike, gets ``owner`` or 0:0, mode 0755.
+
     Paths are plain strings: this runs once per copied file."""
     root: Path
-    owner: tuple[int, int]
+    owner: tuple[int, int] | None
     chmod: str | None
+    preserve: bool = False
     links: dict[tuple[int, int], str] = field(default_factory=dict)
     dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
     known: set[str] = field(default_factory=set)  # directories known to exist
@@ -221,8 +199,19 @@ class _Writer:
     def mode(self, st_mode: int, is_dir: bool) -> int:
         return _file_mode(self.chmod, st_mode, is_dir)
 
+    def made(self) -> tuple[int, int]:
+        """The owner of directories the copy creates."""
+        return self.owner or (0, 0)
+
+    def copied(self, st: os.stat_result) -> tuple[int, int]:
+        """The owner of what is copied from ``st``."""
+        if self.owner is not None:
+            return self.owner
+        return (st.st_uid, st.st_gid) if self.preserve else (0, 0)
+
     def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
-        """Make ``path`` a directory (replacing a non-directory); parents get 0755, root-owned."""
+        """Make ``path`` a directory (replacing a non-directory): with ``st``, a copied
+        directory with its metadata; without, a created one (0755)."""
         try:
             current: os.stat_result | None = os.lstat(path)
         except FileNotFoundError:
@@ -233,11 +222,11 @@ class _Writer:
         if current is None:
             self.make_parents(os.path.dirname(path))
             os.mkdir(path)
+            os.lchown(path, *(self.copied(st) if st else self.made()))
             os.chmod(path, self.mode(st.st_mode, True) if st else _DIR_MODE)
-            os.lchown(path, *self.owner)
         elif st is not None:
+            os.lchown(path, *self.copied(st))
             os.chmod(path, self.mode(st.st_mode, True))
-            os.lchown(path, *self.owner)
         self.known.add(path)
         if st is not None:
             self.dirs.append((path, st))
@@ -252,6 +241,7 @@ class _Writer:
             probe = os.path.dirname(probe)
         for directory in reversed(missing):
             os.mkdir(directory)
+            os.lchown(directory, *self.made())
             os.chmod(directory, _DIR_MODE)
         if missing or os.path.isdir(path):
             self.known.add(path)
@@ -300,7 +290,7 @@ class _Writer:
         if stat.S_ISLNK(mode):
             target = os.readlink(source)
             self._create(dest, lambda: os.symlink(target, dest))
-            os.lchown(dest, *self.owner)
+            os.lchown(dest, *self.copied(st))
             os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
             return
         if stat.S_ISREG(mode):
@@ -309,7 +299,8 @@ class _Writer:
                 out = self._open_new(dest)
                 try:
                     _copy_data(src, out, st.st_size)
-                    self._finish_file(out, self.mode(mode, False), st.st_mtime_ns)
+                    self._finish_file(out, self.mode(mode, False), st.st_mtime_ns,
+                                      self.copied(st))
                 finally:
                     os.close(out)
             finally:
@@ -318,12 +309,12 @@ class _Writer:
                 self.links[key] = dest
             return
         self._create(dest, lambda: os.mknod(dest, mode, st.st_rdev))
-        os.chown(dest, *self.owner)
+        os.chown(dest, *self.copied(st))
         os.chmod(dest, self.mode(mode, False))
         os.utime(dest, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
-    def _finish_file(self, fd: int, mode: int, mtime_ns: int) -> None:
-        os.fchown(fd, *self.owner)  # before the mode: chown clears set-id bits
+    def _finish_file(self, fd: int, mode: int, mtime_ns: int, owner: tuple[int, int]) -> None:
+        os.fchown(fd, *owner)  # before the mode: chown clears set-id bits
         os.fchmod(fd, mode)
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
@@ -333,7 +324,8 @@ class _Writer:
         try:
             _write_all(out, data)
             ns = int(mtime * 1_000_000_000)
-            self._finish_file(out, self.mode(mode, False) if self.chmod else mode, ns)
+            self._finish_file(out, self.mode(mode, False) if self.chmod else mode, ns,
+                              self.made())
         finally:
             os.close(out)
 
@@ -369,13 +361,22 @@ class _Planned:
     as layer entries read straight from the sources, writing nothing. Paths are
     absolute inside the root."""
     anchor: Path  # any existing directory: the on-disk stand-in for made directories
-    owner: tuple[int, int]
+    owner: tuple[int, int] | None
     chmod: str | None
+    preserve: bool = False
     nodes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # (source, is_dir)
     metadata: dict[str, tuple[int, int, int, float | None]] = field(default_factory=dict)
 
     def mode(self, st_mode: int, is_dir: bool) -> int:
         return _file_mode(self.chmod, st_mode, is_dir)
+
+    def made(self) -> tuple[int, int]:
+        return self.owner or (0, 0)
+
+    def copied(self, st: os.stat_result) -> tuple[int, int]:
+        if self.owner is not None:
+            return self.owner
+        return (st.st_uid, st.st_gid) if self.preserve else (0, 0)
 
     def _is_dir(self, path: str) -> bool:
         return path == "/" or (path in self.nodes and self.nodes[path][1])
@@ -397,9 +398,10 @@ class _Planned:
             self._remove(path)
         if not self._is_dir(path):
             self.make_parents(posixpath.dirname(path))
-            self._mkdir(path, self.mode(st.st_mode, True) if st else _DIR_MODE, self.owner)
+            self._mkdir(path, self.mode(st.st_mode, True) if st else _DIR_MODE,
+                        self.copied(st) if st else self.made())
         elif st is not None and path != "/":
-            self.metadata[path] = (self.mode(st.st_mode, True), *self.owner, None)
+            self.metadata[path] = (self.mode(st.st_mode, True), *self.copied(st), None)
         if st is not None and path != "/":
             self.metadata[path] = (*self.metadata[path][:3], st.st_mtime)
 
@@ -409,14 +411,14 @@ class _Planned:
             missing.append(path)
             path = posixpath.dirname(path)
         for directory in reversed(missing):
-            self._mkdir(directory, _DIR_MODE, (os.geteuid(), os.getegid()))
+            self._mkdir(directory, _DIR_MODE, self.made())
 
     def put(self, source: str, st: os.stat_result, dest: str) -> None:
         self.make_parents(posixpath.dirname(dest))
         self._remove(dest)
         mode = 0o777 if stat.S_ISLNK(st.st_mode) else self.mode(st.st_mode, False)
         self.nodes[dest] = (source, False)
-        self.metadata[dest] = (mode, *self.owner, st.st_mtime)
+        self.metadata[dest] = (mode, *self.copied(st), st.st_mtime)
 
     def entries(self) -> list[LayerEntry]:
 
@@ -440,7 +442,7 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
                    or (len(sources) == 1 and _source_is_dir(tree, sources[0].rel)))
     dest = "/" + posixpath.normpath("/" + request.dest).lstrip("/")
     dest_is_dir = dest_is_dir or dest == "/"
-    planned = _Planned(tree.root, request.owner or (0, 0), request.chmod)
+    planned = _Planned(tree.root, request.owner, request.chmod, request.preserve_owner)
     if dest_is_dir:
         planned.ensure_dir(dest)
     for source in sources:
@@ -576,7 +578,7 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
         raise StepError(f"{request.keyword} failed: {exc}") from exc
     if not dest_is_dir and dest.is_dir():
         dest_is_dir = True
-    writer = _Writer(root, request.owner or (0, 0), request.chmod)
+    writer = _Writer(root, request.owner, request.chmod, request.preserve_owner)
     target = os.fspath(dest)
     try:
         if dest_is_dir and not dest.is_dir():
@@ -707,7 +709,7 @@ def _open_tar(path: Path, kind: str) -> Iterator[tarfile.TarFile]:
 
 def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
     """Unpack a tar into ``dest`` keeping its owners and modes; no entry leaves ``dest``."""
-    writer = _Writer(root, (0, 0), None)
+    writer = _Writer(root, None, None, preserve=True)
     dest_rel = os.path.relpath(dest, root)
     dirs: list[tuple[Path, tarfile.TarInfo]] = []
     try:

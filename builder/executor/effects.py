@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Protocol
 
 from builder.cache.keys import layers_identity
+from builder.errors import StepError
 from builder.executor.copier import (
     CopyRequest,
     SourceTree,
     copy_into,
     download,
-    lookup_owner,
     planned_entries,
 )
 from builder.executor.mounts import resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
-from builder.executor.users import resolve_user_in_root
+from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, write_layer
 from builder.image.layout import Layout
 from builder.image.spec import ImageConfig
@@ -152,7 +152,7 @@ class RootfsEffects:
             planned_request = request
             if chown:
                 planned_request = dataclasses.replace(request,
-                                                      owner=lookup_owner(Path("/"), chown))
+                                                      owner=copy_owner(Path("/"), chown))
             planned = planned_entries(planned_request, tree)
             if planned is not None:
                 with self._lock:
@@ -160,7 +160,7 @@ class RootfsEffects:
                 return
         root = stage.root
         if chown:
-            request = dataclasses.replace(request, owner=lookup_owner(root, chown))
+            request = dataclasses.replace(request, owner=copy_owner(root, chown))
         copy_into(root, request, tree, download if add else None)
 
     def run(self, stage: StageResult, step: RunStep) -> int:
@@ -177,7 +177,8 @@ class RootfsEffects:
         return run_in_sandbox(stage.root, spec)
 
     def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:
-        """As Buildah does for WORKDIR (owned by the USER) and VOLUME (by root)."""
+        """As Buildah does for WORKDIR (owned by the USER as COPY --chown would own it; a
+        user the root does not know owns nothing: 0:0, never an error) and VOLUME (root)."""
         root = stage.root
         target = resolve_in_root(root, path)
         missing: list[Path] = []
@@ -186,11 +187,14 @@ class RootfsEffects:
             target = target.parent
         if not missing:
             return False
-        owner = resolve_user_in_root(root, user)
+        try:
+            uid, gid = copy_owner(root, user) if user else (0, 0)
+        except StepError:
+            uid, gid = 0, 0
         for directory in reversed(missing):
             directory.mkdir()
             os.chmod(directory, 0o755)
-            os.chown(directory, owner.uid, owner.gid)
+            os.chown(directory, uid, gid)
         return True
 
     def commit(self, stage: StageResult) -> Layer | None:

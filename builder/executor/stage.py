@@ -370,7 +370,8 @@ class StageExecutor:
         assert isinstance(ins, m.CopyInstruction)
         request, chown = self.copy_request(ins)
         source = self.copy_source(ins, position)
-        if source is not None:
+        if source is not None:  # Buildah and BuildKit keep a stage's or image's owners
+            request = dataclasses.replace(request, preserve_owner=not chown)
             content = self.ref_identity(source)
         else:
             content = self.context_digest(request)

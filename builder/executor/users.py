@@ -1,10 +1,16 @@
-"""USER resolution from a root filesystem's own /etc/passwd and /etc/group.
+"""Users and owners from a root filesystem's own /etc/passwd and /etc/group.
 
-The host's user database is never consulted. Semantics follow Docker and
-Buildah: ``""`` is root; a name must exist in passwd; a numeric uid that is
-not listed gets gid 0; ``user:group`` takes the group by name or number and
-then no supplementary groups are added; otherwise the supplementary groups
-are those whose member list names the user.
+The host's user database is never consulted. Two rules, both Buildah's:
+
+* ``resolve_user`` is who a RUN runs as (Buildah's ``userForRun``): ``""`` is
+  root; a name must exist in passwd (``root`` too); a numeric uid that is not
+  listed gets gid 0; ``user:group`` takes the group by name or number and then no
+  supplementary groups are added; otherwise the supplementary groups are those
+  whose member list names the user.
+* ``copy_owner`` is who owns what COPY/ADD ``--chown`` writes and the directories
+  WORKDIR creates (Buildah's ``userForCopy``): a number is that uid with gid = uid
+  (no lookup) unless a group is given, a name comes from passwd with its primary
+  group, ``:GROUP`` is root with that group.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import UsageError
+from builder.errors import ContextError, StepError, UsageError
 from builder.rootfs.paths import resolve_in_root
 
-__all__ = ["ResolvedUser", "resolve_user", "resolve_user_in_root"]
+__all__ = ["ResolvedUser", "copy_owner", "resolve_user", "resolve_user_in_root"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,32 @@ def resolve_user_in_root(root: Path, spec: str) -> ResolvedUser:
             return ""
 
     return resolve_user(spec, read("/etc/passwd"), read("/etc/group"))
+
+
+def copy_owner(root: Path, spec: str) -> tuple[int, int]:
+    """``user[:group]`` -> (uid, gid) for files a step writes (see the module docstring);
+    StepError when a name is not in the root's passwd or group file."""
+    user, sep, group = spec.partition(":")
+    if not user and not group:
+        raise StepError(f"looking up UID/GID for {spec!r}: no user or group given")
+    uid, primary = _lookup(root, "etc/passwd", user, "uid for user") if user else (0, 0)
+    if sep and group:
+        gid, _ = _lookup(root, "etc/group", group, "gid for group")
+    else:
+        gid = primary if primary is not None else uid
+    return uid, gid
+
+
+def _lookup(root: Path, table: str, name: str, what: str) -> tuple[int, int | None]:
+    if name.isdigit():
+        return int(name), None
+    try:
+        text = resolve_in_root(root, table).read_text(encoding="utf-8", errors="replace")
+    except (OSError, ContextError):
+        text = ""
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            second = fields[3] if len(fields) > 3 and fields[3].isdigit() else None
+            return int(fields[2]), int(second) if second is not None else None
+    raise StepError(f"looking up UID/GID for {name!r}: can't find {what} {name!r}")

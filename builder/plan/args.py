@@ -137,8 +137,7 @@ def declare_args(ins: ArgInstruction, scope: ArgScope, env: Mapping[str, str],
         values = {**scope.values, **env}
         name = expand(arg.name, values, escape, ins.location) if "$" in arg.name else arg.name
         if not name:
-            raise ExpansionError(f"ARG: the name {arg.name!r} is empty after expansion",
-                                 ins.location)
+            continue  # Buildah accepts an ARG whose name expands to nothing, and ignores it
         default = None if arg.default is None else \
             expand(arg.default, values, escape, ins.location)
         scope.declare(name, default, global_values)

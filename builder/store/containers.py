@@ -44,9 +44,9 @@ from builder.executor.copier import (
     check_chmod,
     copy_into,
     download,
-    lookup_owner,
 )
 from builder.executor.sandbox import MountSpec, RunSpec, run_in_sandbox
+from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, image_layers, tree_entries, write_layer
 from builder.image.layout import write_atomic
 from builder.image.spec import ContainerConfig, Descriptor, History, ImageConfig
@@ -484,7 +484,7 @@ def copy_into_container(
                      else os.path.normpath(base / s) for s in sources]
         request = CopyRequest(
             keyword=keyword, sources=tuple(paths), dest=full_dest, dest_is_dir=dest_is_dir,
-            owner=lookup_owner(root, chown) if chown else None, chmod=chmod,
+            owner=copy_owner(root, chown) if chown else None, chmod=chmod,
         )
         copy_into(root, request, tree, download if add else None)
     with store.lock():

@@ -16,8 +16,8 @@ from builder.executor.copier import (
     check_chmod,
     copy_into,
     go_match,
-    lookup_owner,
 )
+from builder.executor.users import copy_owner
 
 
 @pytest.mark.parametrize("pattern,name,expected", [
@@ -56,16 +56,18 @@ def test_owner_lookup(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/:/bin/sh\napp:x:1000:1001::/:\n")
     (tmp_path / "etc" / "group").write_text("root:x:0:\nstaff:x:50:\n")
-    assert lookup_owner(tmp_path, "app") == (1000, 1001)
-    assert lookup_owner(tmp_path, "app:staff") == (1000, 50)
-    assert lookup_owner(tmp_path, "42") == (42, 42)
-    assert lookup_owner(tmp_path, "42:7") == (42, 7)
-    assert lookup_owner(tmp_path, "0:staff") == (0, 50)
+    assert copy_owner(tmp_path, "app") == (1000, 1001)
+    assert copy_owner(tmp_path, "app:staff") == (1000, 50)
+    assert copy_owner(tmp_path, "42") == (42, 42)
+    assert copy_owner(tmp_path, "42:7") == (42, 7)
+    assert copy_owner(tmp_path, "0:staff") == (0, 50)
+    assert copy_owner(tmp_path, ":staff") == (0, 50)  # Buildah: root with that group
+    assert copy_owner(tmp_path, ":55") == (0, 55)
     for bad, message in (("ghost", "can't find uid for user 'ghost'"),
                          ("app:nogroup", "can't find gid for group 'nogroup'"),
-                         (":", "can't find uid for user ''")):
+                         (":", "no user or group given")):
         with pytest.raises(StepError, match=message):
-            lookup_owner(tmp_path, bad)
+            copy_owner(tmp_path, bad)
 
 
 def test_context_path_and_resolution(tmp_path: Path) -> None:
