@@ -92,6 +92,7 @@ class RunStep:
     network: str
     isolation: str
     mounts: tuple[tuple[RunMount, StageRef | None], ...] = ()
+    preserve: tuple[str, ...] = ()  # VOLUME paths whose changes the step must not keep
 
 
 class Effects(Protocol):
@@ -174,7 +175,9 @@ class RootfsEffects:
         spec = RunSpec(argv=step.argv, env=step.env, cwd=step.cwd, user=step.user,
                        hostname=step.hostname, network=step.network, mounts=tuple(mounts),
                        isolation=step.isolation)
-        return run_in_sandbox(stage.root, spec)
+        workspace = stage.open()
+        with workspace.preserved(step.preserve):
+            return run_in_sandbox(workspace.root, spec)
 
     def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:
         """As Buildah does for WORKDIR (owned by the USER as COPY --chown would own it; a

@@ -117,6 +117,7 @@ class StageExecutor:
         self.scope: ArgScope = context.plan.scope.child()
         self.state: cfg.ConfigState
         self.pending_volumes: list[str] = []  # VOLUMEs after the last file system change
+        self.preserved: list[str] = []  # VOLUMEs whose contents RUN steps do not change
         self.result: StageResult
 
     # expansion
@@ -247,7 +248,7 @@ class StageExecutor:
     def step(self, instruction: m.Instruction, position: int | None) -> None:
         """Carry out one instruction; errors get the instruction's location."""
         try:
-            if type(instruction) in _FS_STEPS:
+            if type(instruction) in _FS_STEPS or self.volume_before_run(instruction, position):
                 self.fs_step(instruction, position)
             else:
                 self.config_step_cached(instruction)
@@ -289,7 +290,8 @@ class StageExecutor:
     def fs_step(self, ins: m.Instruction, position: int | None) -> None:
         """A step that may change the file system: looked up in the cache under its key
         (the inputs it reads), run and recorded when it is not there."""
-        key, carry_out = _FS_STEPS[type(ins)](self, ins, position)
+        prepare = _FS_STEPS.get(type(ins), StageExecutor.prepare_volume)
+        key, carry_out = prepare(self, ins, position)
         with self.claim(key):
             entry = self.lookup(key)
             if entry is None:
@@ -303,7 +305,8 @@ class StageExecutor:
                 if entry.layer is not None:
                     self.stack(entry)
                 self.result.config.history.append(copy.copy(entry.history))
-        if entry.layer is not None or not isinstance(ins, m.WorkdirInstruction):
+        if entry.layer is not None or not isinstance(ins, (m.WorkdirInstruction,
+                                                           m.VolumeInstruction)):
             self.pending_volumes.clear()
         self.ctx.cache.share(key)
         self.key = key
@@ -318,6 +321,36 @@ class StageExecutor:
         user = self.state.config.user or ""
         key = self.fs_key(ins.original, path, self.state.config.user)
         return key, lambda: self.ctx.effects.ensure_dir(self.result, path, user)
+
+    # VOLUME
+
+    def volume_before_run(self, ins: m.Instruction, position: int | None) -> bool:
+        """Whether ``ins`` is a VOLUME with a RUN after it in the stage: Buildah 1.28 then
+        creates its directories at once and keeps every later RUN's changes out of them
+        (a VOLUME with no RUN after it creates its directories only when no step after
+        it changes the file system, see ``make_volumes``)."""
+        if not isinstance(ins, m.VolumeInstruction) or position is None:
+            return False
+        return any(isinstance(later, m.RunInstruction)
+                   for later in self.plan.stage.instructions[position + 1:])
+
+    def prepare_volume(self, ins: m.Instruction, position: int | None
+                       ) -> tuple[str, Callable[[], bool]]:
+        assert isinstance(ins, m.VolumeInstruction)
+        cfg.run_volume(ins, self.config_step(ins))
+        paths = [posixpath.join("/", path) for path in self.state.volumes]
+        self.state.volumes.clear()
+        self.preserved.extend(paths)
+        key = self.fs_key("VOLUME", ins.original, paths,
+                          self.state.config.to_json(self.ctx.options.format))
+
+        def carry_out() -> bool:
+            made = False
+            for path in paths:  # owned by root whatever USER says, as in Buildah
+                made = self.ctx.effects.ensure_dir(self.result, path, "") or made
+            return made
+
+        return key, carry_out
 
     # COPY / ADD
 
@@ -420,7 +453,8 @@ class StageExecutor:
             argv=_run_argv(ins, state.shell), env=[f"{k}={v}" for k, v in env.items()],
             cwd=state.config.working_dir or "/", user=state.config.user or "",
             hostname="pybuild", network=ins.network or options.network or "private",
-            isolation=options.isolation or "chroot", mounts=tuple(zip(mounts, sources)))
+            isolation=options.isolation or "chroot", mounts=tuple(zip(mounts, sources)),
+            preserve=tuple(self.preserved))
 
     def prepare_run(self, ins: m.Instruction, position: int | None
                     ) -> tuple[str, Callable[[], bool]]:
@@ -441,7 +475,7 @@ class StageExecutor:
         key = self.fs_key(
             "RUN", ins.original, step.argv, sorted({**self.scope.values,
                                                    **self.state.env_map()}.items()),
-            step.cwd, step.user, step.network, self.ctx.options.isolation,
+            step.cwd, step.user, step.network, self.ctx.options.isolation, step.preserve,
             [h.body for h in ins.heredocs], [dataclasses.asdict(mount) for mount, _ in step.mounts],
             used,
         )

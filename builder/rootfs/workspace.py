@@ -29,9 +29,11 @@ import pickle
 import re
 import shutil
 import stat
+import subprocess
+import tempfile
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,7 @@ from builder.rootfs.layercache import (
     promote,
     short_names,
 )
+from builder.rootfs.paths import resolve_in_root
 
 __all__ = ["VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
 
@@ -299,6 +302,39 @@ class Workspace:
             extract_layer(blob, layer.media_type, self.root, layer_digest=layer.digest,
                           diff_id=layer.diff_id, whiteouts="apply")
 
+    @contextlib.contextmanager
+    def preserved(self, paths: Sequence[str]) -> Iterator[None]:
+        """Changes made under ``paths`` (directories in the root) while the block runs
+        are undone when it ends, as Buildah does for VOLUMEs during RUN. With overlay
+        the changes are the upper directory's entries there (removed, the lowers show
+        through again); with vfs the directories are copied aside and put back."""
+        if not paths:
+            yield
+            return
+        targets = [resolve_in_root(self.root, path).relative_to(self.root) for path in paths]
+        if self.driver == "overlay":
+            try:
+                yield
+            finally:  # the mount is made again: it must not serve what was removed
+                self._unmount()
+                for rel in targets:
+                    _remove_entry(self.base / "upper" / rel)
+                shutil.rmtree(self.base / "work", ignore_errors=True)  # volatile's marker
+                self._mount()
+            return
+        saved = Path(tempfile.mkdtemp(prefix="volumes-", dir=self.base))
+        try:
+            for index, rel in enumerate(targets):
+                if os.path.isdir(self.root / rel):
+                    _copy_tree(self.root / rel, saved / str(index))
+            yield
+        finally:
+            for index, rel in enumerate(targets):
+                _remove_entry(self.root / rel)
+                if os.path.lexists(saved / str(index)):
+                    os.rename(saved / str(index), self.root / rel)
+            shutil.rmtree(saved, ignore_errors=True)
+
     def changes(self) -> list[LayerEntry]:
         """What changed since creation or the last ``commit()``, sorted by path."""
         if self.driver == "overlay":
@@ -454,3 +490,17 @@ def _vfs_diff(root: Path, before: dict[str, _Meta], after: dict[str, _Meta]) -> 
                 continue
         out.append(_entry(_whiteout_path(path), None))
     return out
+
+
+def _remove_entry(path: Path) -> None:
+    """Remove whatever is at ``path`` (a directory with its contents)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    """A copy keeping modes, owners, times, links and special files (``cp -a``)."""
+    subprocess.run(["cp", "-a", "--", os.fspath(source), os.fspath(dest)], check=True,
+                   capture_output=True)

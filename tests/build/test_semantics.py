@@ -15,14 +15,16 @@ from tests.conftest import Pybuild
 
 
 def build(pybuild: Pybuild, tmp_path: Path, text: str, *flags: str,
-          files: dict[str, str] | None = None, check: bool = True) -> tuple[dict, dict]:
+          files: dict[str, str] | None = None, check: bool = True,
+          driver: str | None = None) -> tuple[dict, dict]:
     context = tmp_path / "ctx"
     context.mkdir(exist_ok=True)
     (context / "Containerfile").write_text(text)
     for rel, content in (files or {}).items():
         (context / rel).parent.mkdir(parents=True, exist_ok=True)
         (context / rel).write_text(content)
-    result = pybuild("bud", "-q", "-t", "x", *flags, context, check=check)
+    options = ("--storage-driver", driver) if driver else ()
+    result = pybuild(*options, "bud", "-q", "-t", "x", *flags, context, check=check)
     if not check:
         return {"result": result}, {}
     return read_image(pybuild.root, "localhost/x:latest")
@@ -199,3 +201,28 @@ def test_run_as_a_number_without_passwd_has_group_0(with_busybox: Pybuild,
 def test_from_variables_are_expanded(with_busybox: Pybuild, tmp_path: Path, line: str) -> None:
     build(with_busybox, tmp_path, "ARG SRC=base\nFROM localhost/busybox AS base\n"
           "RUN echo frombase > /f\nFROM localhost/busybox\n" + line + "\n")
+
+
+# 5. VOLUME, as Buildah 1.28 (BuildKit creates nothing and keeps what RUN writes there): a
+# VOLUME followed by a RUN creates its directories at once (0:0 0755 whatever USER is) and
+# every later RUN's changes under it are undone (COPY and ADD into it are kept); a VOLUME
+# followed by no RUN creates its directories only when no step after it changes the file
+# system.
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_volume_directories_and_what_run_writes_there(with_busybox: Pybuild, tmp_path: Path,
+                                                      driver: str) -> None:
+    config, tree = build(with_busybox, tmp_path,
+                         "FROM localhost/busybox\nRUN mkdir /pre && echo old > /pre/old\n"
+                         "USER 1000\nVOLUME /foo1 /pre\nUSER 0\n"
+                         "RUN echo hi > /foo1/hello && test -f /foo1/hello && "
+                         "echo new > /pre/new && echo changed > /pre/old\n"
+                         "RUN test ! -e /foo1/hello && test ! -e /pre/new && "
+                         "test $(cat /pre/old) = old\n"
+                         "VOLUME /v\nCOPY f /v/f\nRUN rm /v/f\nVOLUME /s\nCOPY f /other\n"
+                         "VOLUME /a/b/c\n", files={"f": "f"}, driver=driver)
+    assert owners(tree, "/foo1", "/a", "/a/b", "/a/b/c") == ["0:0 755"] * 4
+    assert "foo1/hello" not in tree and "pre/new" not in tree and "pre/old" in tree
+    assert "v/f" in tree  # COPY into a volume is kept, and RUN cannot remove it
+    assert "s" not in tree  # no RUN after it, and a COPY after it: not created
+    assert set(config["config"]["Volumes"]) == {"/foo1", "/pre", "/v", "/s", "/a/b/c"}
