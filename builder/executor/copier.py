@@ -489,7 +489,7 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
             rel = context_path(path)
         except ContextError as exc:
             raise StepError(str(exc)) from exc
-        matches = _glob(tree, rel) if has_magic(rel) else [rel]
+        matches = _glob(tree, rel, request.parents) if has_magic(rel) else [rel]
         if has_magic(rel) and not matches:
             if len(request.sources) > 1:
                 continue
@@ -537,11 +537,19 @@ def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
         )
 
 
-def _glob(tree: SourceTree, pattern: str) -> list[str]:
-    """Paths of the tree matching a pattern, component by component, sorted."""
+def _glob(tree: SourceTree, pattern: str, double_star: bool = False) -> list[str]:
+    """Paths of the tree matching a pattern, component by component, sorted. Each
+    component is Go's filepath.Match, so ``**`` is one level, as in Buildah and BuildKit;
+    with ``double_star`` (``COPY --parents``, BuildKit's pattern matching) a ``**``
+    component matches any number of directories, none included."""
     current = [""]
     for part in pattern.split("/"):
         following: list[str] = []
+        if double_star and part == "**":
+            for base in current:
+                following.extend(_directories_below(tree, base))
+            current = list(dict.fromkeys(following))
+            continue
         for base in current:
             directory = tree.root / base if base else tree.root
             tree.watch(directory)
@@ -558,6 +566,22 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
                     following.append(f"{base}/{name}" if base else name)
         current = following
     return [p for p in current if tree.visible(p)]
+
+
+def _directories_below(tree: SourceTree, base: str) -> list[str]:
+    """``base`` and every directory below it (not through links), parents first."""
+    out = [base]
+    directory = tree.root / base if base else tree.root
+    if not directory.is_dir() or directory.is_symlink():
+        return []
+    tree.watch(directory)
+    for rel, _, st in _walk(os.fspath(directory)):
+        if stat.S_ISDIR(st.st_mode):
+            path = f"{base}/{rel}" if base else rel
+            if tree.visible(path):
+                tree.watch(tree.root / path)
+                out.append(path)
+    return out
 
 
 def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,

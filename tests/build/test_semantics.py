@@ -226,3 +226,34 @@ def test_volume_directories_and_what_run_writes_there(with_busybox: Pybuild, tmp
     assert "v/f" in tree  # COPY into a volume is kept, and RUN cannot remove it
     assert "s" not in tree  # no RUN after it, and a COPY after it: not created
     assert set(config["config"]["Volumes"]) == {"/foo1", "/pre", "/v", "/s", "/a/b/c"}
+
+
+# 6. ``**`` in a COPY source is one directory level (Go's filepath.Match: Buildah and
+# BuildKit agree); with --parents (BuildKit's, Buildah 1.28 has none) it is any number of
+# directories, none included, and paths are kept from the ``/./`` pivot.
+
+DOUBLE_STAR = {"src/bar": "top", "src/x/bar": "x", "src/x/y/bar": "xy", "src/x/other": "o"}
+
+
+def files_under(tree: dict, prefix: str) -> set[str]:
+    return {path[len(prefix):] for path, entry in tree.items()
+            if path.startswith(prefix) and entry[0] == "file"}
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("COPY src/**/bar /out/", {"bar"}),
+    ("COPY src/** /out/", {"bar", "other", "y/bar"}),
+    ("COPY --parents src/./**/bar /out/", {"bar", "x/bar", "x/y/bar"}),
+    ("COPY --parents src/**/bar /out/", {"src/bar", "src/x/bar", "src/x/y/bar"}),
+    ("COPY --from=base --parents /test/src/x/./**/bar /out/", {"bar", "y/bar"}),
+    ("COPY --from=base --parents /test/a/b*/./c/**/bar /out/", {"c/d/e/bar"}),
+    ("COPY --from=base --parents /test/a/b*/./c/**/e /out/", {"c/d/e/bar", "c/d/e/bay"}),
+])
+def test_double_star(with_busybox: Pybuild, tmp_path: Path, line: str,
+                     expected: set[str]) -> None:
+    _, tree = build(with_busybox, tmp_path,
+                    "FROM localhost/busybox AS base\nCOPY src /test/src\n"
+                    "RUN mkdir -p /test/a/b1/c/d/e /test/a/b2/c/d/e && "
+                    "touch /test/a/b1/c/d/e/bar /test/a/b2/c/d/e/bay\n"
+                    f"FROM scratch\n{line}\n", files=DOUBLE_STAR)
+    assert files_under(tree, "out/") == expected
