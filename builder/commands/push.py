@@ -42,7 +42,10 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     if transport not in ("docker", "store"):
         from builder.store.transports import export_image
 
-        print(export_image(store, args.image, dest, format=args.format))
+        def warn(text: str) -> None:
+            print(f"WARN[0000] {text}", file=sys.stderr)
+
+        print(export_image(store, args.image, dest, format=args.format, warn=warn))
         return 0
     from builder.store.transports import push_image
 

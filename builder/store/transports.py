@@ -40,6 +40,7 @@ from builder.image.spec import (
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_LAYER_ZSTD,
+    MEDIA_OCI_MANIFEST,
     Descriptor,
     ImageConfig,
     Index,
@@ -91,24 +92,43 @@ def split_path_ref(rest: str) -> tuple[Path, str | None]:
 # -- export
 
 
-def export_image(store: Store, image: str, dest: str, *, format: str | None = None) -> str:
+def export_image(store: Store, image: str, dest: str, *, format: str | None = None,
+                 warn: Callable[[str], None] = lambda text: None) -> str:
     """Copy a stored image to oci:, oci-archive: or docker-archive:; returns the
-    digest of the manifest written (the source manifest for docker-archive)."""
+    digest of the manifest written (the source manifest for docker-archive).
+
+    An OCI layout gets an OCI image unless ``format`` is "docker", as with Buildah:
+    a Docker v2s2 image is converted (manifest, config and layer media types), and the
+    config fields the OCI format has no place for (Healthcheck, OnBuild, Shell) are
+    dropped, each named through ``warn``."""
     record = store.lookup(image)
     transport, rest = parse_transport(dest)
     path, ref = split_path_ref(rest)
     manifest_bytes = store.layout.read_blob(record.manifest_digest)
     manifest = record.manifest
-    if format is not None and transport != "docker-archive":
-        converted = build_manifest(manifest.config, manifest.layers, format=format,
-                                   annotations=manifest.annotations)
-        if converted.media_type != manifest.media_type:
-            manifest, manifest_bytes = converted, converted.to_json()
+    config: bytes | None = None  # a converted config, written beside the layers
+    if transport != "docker-archive":
+        wanted = format or "oci"
+        if wanted == "oci" and manifest.media_type != MEDIA_OCI_MANIFEST:
+            for name in record.config.config.docker_only_fields():
+                warn(f"{name} is not supported by the OCI image format and is dropped from "
+                     f"{dest}; push with --format docker to keep it")
+            config = record.config.to_json("oci")
+            config_digest = sha256_digest(config)
+            manifest = build_manifest(
+                Descriptor(MEDIA_OCI_CONFIG, config_digest, len(config)), manifest.layers,
+                format="oci", annotations=manifest.annotations)
+            manifest_bytes = manifest.to_json()
+        elif wanted != "oci" and manifest.media_type == MEDIA_OCI_MANIFEST:
+            manifest = build_manifest(manifest.config, manifest.layers, format=wanted,
+                                      annotations=manifest.annotations)
+            manifest_bytes = manifest.to_json()
     if transport == "oci":
-        return _write_oci(store, manifest, manifest_bytes, Layout(path), ref, record)
+        return _write_oci(store, manifest, manifest_bytes, Layout(path), ref, record, config)
     if transport == "oci-archive":
         with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
-            digest = _write_oci(store, manifest, manifest_bytes, Layout(Path(tmp)), ref, record)
+            digest = _write_oci(store, manifest, manifest_bytes, Layout(Path(tmp)), ref,
+                                record, config)
             _tar_directory(Path(tmp), path)
         return digest
     if transport == "docker-archive":
@@ -119,11 +139,14 @@ def export_image(store: Store, image: str, dest: str, *, format: str | None = No
 
 
 def _write_oci(store: Store, manifest: Manifest, manifest_bytes: bytes, layout: Layout,
-               ref: str | None, record: ImageRecord) -> str:
-    store.layout.copy_to(layout, [manifest.config.digest, *(x.digest for x in manifest.layers)])
+               ref: str | None, record: ImageRecord, config: bytes | None = None) -> str:
+    if config is not None:
+        layout.put_blob(config, expected=manifest.config.digest)
+    store.layout.copy_to(layout, [*([] if config is not None else [manifest.config.digest]),
+                                  *(x.digest for x in manifest.layers)])
     digest, size = layout.put_blob(manifest_bytes)
-    config = record.config
-    platform = Platform(config.os or "linux", config.architecture, config.variant or "")
+    image = record.config
+    platform = Platform(image.os or "linux", image.architecture, image.variant or "")
     desc = Descriptor(manifest.media_type, digest, size, platform=platform,
                       annotations={ANNOTATION_REF_NAME: ref} if ref else None)
     index = layout.read_index()

@@ -257,3 +257,29 @@ def test_double_star(with_busybox: Pybuild, tmp_path: Path, line: str,
                     "touch /test/a/b1/c/d/e/bar /test/a/b2/c/d/e/bay\n"
                     f"FROM scratch\n{line}\n", files=DOUBLE_STAR)
     assert files_under(tree, "out/") == expected
+
+
+# 9. An image built with --format docker and pushed to an OCI layout is converted to OCI
+# (as Buildah: the fields OCI has no place for are dropped, and pybuild names them); skopeo
+# and umoci read the layout. --format docker on push keeps it v2s2.
+
+def test_push_of_a_docker_image_to_an_oci_layout(with_busybox: Pybuild, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    build(with_busybox, tmp_path, "FROM localhost/busybox\nONBUILD RUN echo onbuild\n"
+          "HEALTHCHECK --interval=5s CMD true\nLABEL a=b\nCMD [\"sh\"]\n", "--format", "docker")
+    layout = tmp_path / "layout"
+    pushed = with_busybox("push", "x", f"oci:{layout}:x")
+    assert "Healthcheck is not supported by the OCI image format" in pushed.stderr
+    assert "OnBuild is not supported by the OCI image format" in pushed.stderr
+    stat_ = subprocess.run(["umoci", "stat", "--image", f"{layout}:x"], capture_output=True,
+                           text=True)
+    assert stat_.returncode == 0, stat_.stderr
+    inspect = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{layout}:x"],
+                                        check=True, capture_output=True, text=True).stdout)
+    assert inspect["config"]["Labels"] == {"a": "b"} and "Healthcheck" not in inspect["config"]
+    with_busybox("push", "--format", "docker", "x", f"oci:{tmp_path / 'v2s2'}:x")
+    index = json.loads((tmp_path / "v2s2" / "index.json").read_text())
+    assert index["manifests"][0]["mediaType"] == \
+        "application/vnd.docker.distribution.manifest.v2+json"

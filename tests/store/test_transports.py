@@ -102,3 +102,35 @@ def test_docker_format_export(store: Store, tmp_path: Path) -> None:
     export_image(store, "app", f"oci:{tmp_path / 'o'}:t", format="docker")
     index = json.loads((tmp_path / "o/index.json").read_text())
     assert index["manifests"][0]["mediaType"] == MEDIA_DOCKER_MANIFEST
+
+
+def test_a_docker_image_is_written_to_an_oci_layout_as_oci(store: Store, tmp_path: Path) -> None:
+    """As Buildah: an OCI layout gets OCI media types, the config fields OCI has no place
+    for are dropped and named; --format docker keeps the v2s2 manifest (and the fields)."""
+    rec = make_image(store, tmp_path, "a", ("app",), format="docker")
+    config = json.loads(store.layout.read_blob(rec.manifest.config.digest))
+    config["config"]["Healthcheck"] = {"Test": ["CMD-SHELL", "true"]}
+    config["config"]["OnBuild"] = ["RUN echo hi"]
+    manifest = json.loads(store.layout.read_blob(rec.manifest_digest))
+    data = json.dumps(config).encode()
+    manifest["config"]["digest"], manifest["config"]["size"] = store.layout.put_blob(data)
+    store.put_manifest(json.dumps(manifest).encode(), ["app"])
+    warnings: list[str] = []
+    export_image(store, "app", f"oci:{tmp_path / 'o'}:t", warn=warnings.append)
+    layout = tmp_path / "o"
+    index = json.loads((layout / "index.json").read_text())
+    assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    written = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:])
+                         .read_text())
+    assert written["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert {x["mediaType"] for x in written["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"}
+    body = json.loads((layout / "blobs/sha256" / written["config"]["digest"][7:]).read_text())
+    assert "Healthcheck" not in body["config"] and "OnBuild" not in body["config"]
+    assert body["config"]["Cmd"] == ["/bin/sh"]
+    assert [w.split()[0] for w in warnings] == ["Healthcheck", "OnBuild"]
+    subprocess.run(["skopeo", "inspect", f"oci:{layout}:t"], check=True, capture_output=True)
+    subprocess.run(["umoci", "stat", "--image", f"{layout}:t"], check=True, capture_output=True)
+    export_image(store, "app", f"oci:{tmp_path / 'd'}:t", format="docker")
+    kept = json.loads((tmp_path / "d/index.json").read_text())["manifests"][0]
+    assert kept["mediaType"] == MEDIA_DOCKER_MANIFEST
