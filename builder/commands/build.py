@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="network for RUN steps")
     add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
         help="a secret RUN --mount=type=secret can use")
+    add("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
+        help="an SSH agent (or keys) RUN --mount=type=ssh can use")
     add("--ignorefile", default=None, help="ignore file to use instead of the context's")
     add("--layers", nargs="?", const="true", default="true", metavar="true|false",
         help="cache each step's result and reuse it (default: true, unlike Buildah)")
@@ -231,6 +233,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.errors import UsageError
     from builder.executor.build import BuildOptions, build_platforms
     from builder.executor.output import Progress
+    from builder.executor.sshagent import parse_ssh
     from builder.plan.args import parse_build_args
     from builder.registry.flags import registry_options
 
@@ -269,6 +272,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         isolation=isolation,
         network=args.network,
         secrets=_secrets(args.secret),
+        ssh=parse_ssh(args.ssh, os.environ),
         driver=options.storage_driver,
         ignore_file=Path(args.ignorefile).absolute() if args.ignorefile else None,
         layers=layers,
@@ -311,7 +315,7 @@ def _check_replayable(args: argparse.Namespace, pull: str, layers: bool, platfor
         "push": args.push, "registry cache": args.cache_from or args.cache_to,
         "pull policy": pull in ("always", "newer"), "no cache": args.no_cache or not layers,
         "platforms": platforms > 1 or args.manifest, "squash": args.squash or args.squash_all,
-        "secrets": args.secret, "stdin": args.file == "-",
+        "secrets": args.secret, "ssh": args.ssh, "stdin": args.file == "-",
     }
     for why, applies in reasons.items():
         if applies:

@@ -49,6 +49,7 @@ from builder.executor.config import DEFAULT_PATH
 from builder.executor.copier import SourceTree, context_tree
 from builder.executor.effects import LayerOptions, RootfsEffects
 from builder.executor.output import LineWriter, Progress
+from builder.executor.sshagent import SshAgents, SshSource
 from builder.executor.stage import StageExecutor, StageOptions, StageResult, StepContext
 from builder.ignore import IgnoreMatcher, load_ignore, read_ignore_patterns
 from builder.image.layer import Layer, write_layer
@@ -97,6 +98,7 @@ class BuildOptions:
     cache_mounts: bool = False  # ship RUN --mount=type=cache contents with the cache
     squash: str | None = None  # "new": the target stage's layers as one; "all": one layer
     pull: str = "missing"  # base image policy: missing, always, never or newer
+    ssh: dict[str, SshSource] = field(default_factory=dict)  # --ssh: agents RUN may mount
     registry: Any = None  # RegistryOptions for pulls, or a function that makes them
     # (the platform is filled in per build)
 
@@ -124,6 +126,7 @@ class BuildState:
         self.plan = plan
         self.progress = progress
         self.results: dict[int, StageResult] = {}
+        self.ssh_agents = SshAgents(options.ssh)
         layer_format = "docker" if options.format == "docker" and \
             options.compression == "gzip" else "oci"
         self.stage_options = StageOptions(
@@ -136,7 +139,7 @@ class BuildState:
             store.layout, LayerOptions(options.compression, options.timestamp, layer_format),
             context=options.context, context_tree=self.context_tree, root_of=self.root_of,
             cache_root=store.root / "cache", secrets=options.secrets,
-            cache_mount_used=self.cache_mount_used)
+            cache_mount_used=self.cache_mount_used, ssh=self.ssh_agents.socket)
         self._image_roots: dict[str, Workspace] = {}
         self._image_digests: dict[str, str] = {}
         self._found: dict[str, ImageRecord] = {}  # base images resolved under the pull policy
@@ -340,6 +343,7 @@ class BuildState:
         return dataclasses.replace(base or RegistryOptions(), platform=str(self.options.platform))
 
     def close(self) -> None:
+        self.ssh_agents.close()
         for result in list(self.results.values()):
             result.drop_workspace()
         for workspace in self._image_roots.values():

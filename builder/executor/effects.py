@@ -31,6 +31,7 @@ from builder.executor.copier import (
 )
 from builder.executor.mounts import resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.sshagent import step_sockets
 from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, write_layer
 from builder.image.layout import Layout
@@ -127,7 +128,8 @@ class RootfsEffects:
     def __init__(self, layout: Layout, layers: LayerOptions, *, context: Path,
                  context_tree: Callable[[], SourceTree], root_of: Callable[[StageRef], Path],
                  cache_root: Path, secrets: Mapping[str, bytes],
-                 cache_mount_used: Callable[[Path], None]) -> None:
+                 cache_mount_used: Callable[[Path], None],
+                 ssh: Callable[[str], Path | None] = lambda ident: None) -> None:
         self.layout = layout
         self.layers = layers
         self.context = context
@@ -136,6 +138,7 @@ class RootfsEffects:
         self.cache_root = cache_root
         self.secrets = secrets
         self.cache_mount_used = cache_mount_used
+        self.ssh = ssh
         self.new_layers: set[str] = set()  # diff_ids of layers this build wrote
         self._planned: dict[int, list[LayerEntry]] = {}  # stage index -> a planned COPY
         self._lock = threading.Lock()
@@ -168,15 +171,24 @@ class RootfsEffects:
         mounts = resolve_mounts(
             [mount for mount, _ in step.mounts], [ref for _, ref in step.mounts],
             context=self.context, root_of=self.root_of, cache_root=self.cache_root,
-            secrets=self.secrets)
+            secrets=self.secrets, ssh=self.ssh)
         for mount in mounts:
             if mount.type == "cache" and mount.source is not None:
                 self.cache_mount_used(mount.source)
-        spec = RunSpec(argv=step.argv, env=step.env, cwd=step.cwd, user=step.user,
-                       hostname=step.hostname, network=step.network, mounts=tuple(mounts),
-                       isolation=step.isolation)
+        agents = [m for m in mounts if m.type == "ssh"]
+        env = list(step.env)
+        if agents and not any(item.startswith("SSH_AUTH_SOCK=") for item in env):
+            env.append(f"SSH_AUTH_SOCK={agents[0].target}")  # the first, as BuildKit
         workspace = stage.open()
-        with workspace.preserved(step.preserve):
+        requests = [(Path(m.source or ""), m.uid or 0, m.gid or 0, m.mode or 0o600)
+                    for m in agents]
+        with step_sockets(requests) as sockets, workspace.preserved(step.preserve):
+            served = iter(sockets)
+            mounts = [dataclasses.replace(m, type="bind", source=next(served))
+                      if m.type == "ssh" else m for m in mounts]
+            spec = RunSpec(argv=step.argv, env=env, cwd=step.cwd, user=step.user,
+                           hostname=step.hostname, network=step.network, mounts=tuple(mounts),
+                           isolation=step.isolation)
             return run_in_sandbox(workspace.root, spec)
 
     def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:

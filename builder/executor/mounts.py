@@ -12,6 +12,7 @@ from pathlib import Path
 
 from builder.errors import ContextError, StepError
 from builder.executor.sandbox import MountSpec
+from builder.executor.sshagent import DEFAULT_ID as DEFAULT_SSH_ID
 from builder.instructions.mounts import RunMount
 from builder.plan.graph import StageRef
 from builder.rootfs.paths import resolve_in_root
@@ -31,10 +32,15 @@ def resolve_mounts(
     root_of: Callable[[StageRef], Path],
     cache_root: Path,
     secrets: Mapping[str, bytes | Path],
+    ssh: Callable[[str], Path | None] = lambda ident: None,
 ) -> list[MountSpec]:
     """``MountSpec`` values for ``mounts`` (expanded), whose ``from`` the plan resolved
-    to ``sources`` (None: the context)."""
+    to ``sources`` (None: the context). An ssh mount is type "ssh" with the agent socket
+    ``ssh`` gives for its id (0600 unless its mode says otherwise, at
+    ``/run/buildkit/ssh_agent.N`` unless it names a target); one whose id was not
+    forwarded is left out, or an error when it is required."""
     out: list[MountSpec] = []
+    ssh_index = 0
     for m, ref in zip(mounts, sources, strict=True):
         if m.type == "bind":
             base = root_of(ref) if ref is not None else Path(context)
@@ -66,6 +72,16 @@ def resolve_mounts(
                                  gid=m.gid_number, mode=m.mode_number, data=data,
                                  env=m.env or None))
         else:
-            raise StepError(f"mounting {m.target or m.type}: {m.type} mounts are not "
-                            "supported yet")
+            ident = m.id or DEFAULT_SSH_ID
+            agent = ssh(ident)
+            target = m.target or f"/run/buildkit/ssh_agent.{ssh_index}"
+            ssh_index += 1
+            if agent is None:
+                if m.required:
+                    raise StepError(f"mounting ssh agent: ssh required but no ssh with id "
+                                    f"{ident!r} found", hint="forward one with --ssh")
+                continue
+            out.append(MountSpec("ssh", agent, target, readonly=False, uid=m.uid_number,
+                                 gid=m.gid_number,
+                                 mode=0o600 if m.mode_number is None else m.mode_number))
     return out

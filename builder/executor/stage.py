@@ -262,8 +262,8 @@ class StageExecutor:
             ) from exc
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            raise StepError(f'building at STEP "{instruction.original}": {where}{exc.strerror}',
-                            instruction.location) from exc
+            raise StepError(f'building at STEP "{instruction.original}": '
+                            f"{where}{exc.strerror or exc}", instruction.location) from exc
         for warning in self.state.warnings:
             self.ctx.progress.warn(warning)
         self.state.warnings.clear()
