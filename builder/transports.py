@@ -196,22 +196,46 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- import
 
 
-def import_image(store: Store, src: str, names: Sequence[str] = ()) -> ImageRecord:
+def import_image(store: Store, src: str, names: Sequence[str] = (),
+                 platform: object = None) -> ImageRecord:
     """Copy an image from oci:, oci-archive: or docker-archive: into the store,
-    verifying every blob's digest; the manifest and config bytes are kept."""
+    verifying every blob's digest; the manifest and config bytes are kept. From an
+    image index the entry for ``platform`` (anything with ``os`` and ``architecture``;
+    default the host's) is taken."""
     transport, rest = parse_transport(src)
     path, ref = split_path_ref(rest)
     replay.watch(path / "index.json" if transport == "oci" else path)
+    want = (getattr(platform, "os", ""), getattr(platform, "architecture", "")) \
+        if platform is not None else _host_platform()
     if transport == "oci":
-        return _import_oci(store, Layout(path, create=False), ref, names)
+        return _import_oci(store, Layout(path, create=False), ref, names, want)
     if transport == "oci-archive":
         with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
             _extract(path, Path(tmp))
-            return _import_oci(store, Layout(Path(tmp), create=False), ref, names)
+            return _import_oci(store, Layout(Path(tmp), create=False), ref, names, want)
     if transport == "docker-archive":
         return _import_docker_archive(store, path, ref, names)
     raise UsageError(f"importing image from {src!r}: unsupported transport {transport!r}",
                      hint=f"use one of {', '.join(t + ':' for t in TRANSPORTS)}")
+
+
+def read_image_index(store: Store, src: str) -> bytes | None:
+    """The image index ``oci:DIR[:REF]`` or ``oci-archive:FILE[:REF]`` names, or None
+    when the name is a single image's manifest (``--all-platforms`` reads it)."""
+    transport, rest = parse_transport(src)
+    path, ref = split_path_ref(rest)
+    if transport not in ("oci", "oci-archive"):
+        return None
+
+    def read(layout: Layout) -> bytes | None:
+        desc = _select(layout.read_index(), ref, str(layout.root))
+        return _verified(layout, desc) if desc.media_type in INDEX_TYPES else None
+
+    if transport == "oci":
+        return read(Layout(path, create=False))
+    with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
+        _extract(path, Path(tmp))
+        return read(Layout(Path(tmp), create=False))
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -241,11 +265,11 @@ def _host_platform() -> tuple[str, str]:
 
 
 def _import_oci(store: Store, layout: Layout, ref: str | None,
-                names: Sequence[str]) -> ImageRecord:
+                names: Sequence[str], platform: tuple[str, str]) -> ImageRecord:
     desc = _select(layout.read_index(), ref, str(layout.root))
     while desc.media_type in INDEX_TYPES:
         nested = Index.from_json(_verified(layout, desc))
-        os_name, arch = _host_platform()
+        os_name, arch = platform
         match = [d for d in nested.manifests
                  if d.platform and (d.platform.os, d.platform.architecture) == (os_name, arch)]
         if not (match or nested.manifests):

@@ -40,11 +40,14 @@ from builder.errors import (
 )
 from builder.executor.config import DEFAULT_PATH
 from builder.executor.copier import SourceTree, context_tree
+from builder.executor.imageflags import apply_image_flags
 from builder.executor.output import Progress
 from builder.executor.stage import StageExecutor, StageResult
+from builder.image.encrypted import refuse_encrypted
 from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
 from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
 from builder.plan.args import Platform, host_platform, platform_args, unconsumed
+from builder.plan.contexts import replace_first_from, resolve_named_contexts
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
 
 if TYPE_CHECKING:
@@ -82,6 +85,18 @@ class BuildOptions:
     pull: str = "missing"  # base image policy: missing, always, never or newer
     registry: Any = None  # RegistryOptions for pulls, or a function that makes them
     # (the platform is filled in per build)
+    # issue 18, bud's other flags (builder.executor.imageflags, builder.plan.contexts):
+    env: tuple[str, ...] = ()  # --env K=V|K, set in the committed config
+    unset_env: tuple[str, ...] = ()  # --unsetenv
+    unset_labels: tuple[str, ...] = ()  # --unsetlabel
+    omit_history: bool = False  # --omit-history
+    os_version: str | None = None  # --os-version
+    os_features: tuple[str, ...] = ()  # --os-feature F (F- removes)
+    from_image: str | None = None  # --from: replaces the first FROM's image
+    skip_unused_stages: bool = True  # --skip-unused-stages
+    build_contexts: dict[str, Any] = field(default_factory=dict)  # name -> NamedContext
+    stdin: bool = False  # --stdin: RUN steps read pybuild's stdin
+    output: Any = None  # --output: an OutputSpec for the target's root file system
 
 
 @dataclass
@@ -220,6 +235,8 @@ class BuildState:
         """The root of a stage built earlier, or of an image (opened once)."""
         if ref.stage is not None:
             return self.results[ref.stage].root
+        if ref.directory is not None:  # a --build-context directory
+            return ref.directory
         assert ref.image is not None
         with self._lock:
             if ref.image not in self._image_roots:
@@ -248,6 +265,7 @@ class BuildState:
                                  config=ContainerConfig(env=[DEFAULT_PATH]))
             return config, [], []
         record = self.find_image(name, base)
+        refuse_encrypted(record.manifest, name)
         with self._lock:
             self._image_digests[name] = record.manifest_digest
         config = copy.deepcopy(record.config)
@@ -266,7 +284,8 @@ class BuildState:
         with self._pull_lock:
             if transport in ("oci", "oci-archive", "docker-archive"):
                 if name not in self._found:
-                    self._found[name] = import_image(self.store, name)
+                    self._found[name] = import_image(self.store, name,
+                                                     platform=self.options.platform)
                 return self._found[name]
             if rest not in self._found:
                 self._found[rest] = self._resolve_image(rest, location)
@@ -347,8 +366,9 @@ class BuildState:
 def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildPlan]:
     """Parse and plan the Containerfile for ``options.platform``; a RUN the platform
     cannot run here is an error."""
-    containerfile = parse_cached(store, options.containerfile)
-    known: dict[str, bool] = {}
+    containerfile = replace_first_from(parse_cached(store, options.containerfile),
+                                       options.from_image)
+    known: dict[str, bool] = {name: True for name in options.build_contexts}
 
     def image_exists(name: str) -> bool:
         if name not in known:
@@ -360,7 +380,9 @@ def plan_build(store: Any, options: BuildOptions) -> tuple[Containerfile, BuildP
         return known[name]
 
     plan = make_plan(containerfile, options.build_args, platform_args(options.platform),
-                     target=options.target, image_exists=image_exists)
+                     target=options.target, image_exists=image_exists,
+                     skip_unused=options.skip_unused_stages)
+    plan = resolve_named_contexts(plan, options.build_contexts)
     check_emulation(plan, options.platform)
     return containerfile, plan
 
@@ -410,6 +432,10 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
                 squash(state, final, everything=options.squash == "all")
             record = _commit(state, final)
             committed = True
+            if options.output is not None:  # as Buildah 1.28: the image is stored too
+                from builder.rootfs.export import export_root
+
+                export_root(final.root, options.output)
             if state.remote is not None:
                 state.remote.send(state.step_keys, state.cache_mounts, progress)
     except OSError as exc:
@@ -429,10 +455,12 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
 
 
 def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform],
-                    progress: Progress, manifest: str | None = None) -> list[BuildResult]:
+                    progress: Progress, manifest: str | None = None,
+                    log_for: Any = None) -> list[BuildResult]:
     """Build once per platform, in order; with ``manifest``, add each image to that
     manifest list (made when missing). Several platforms need ``manifest``: their
-    images are not tagged, the list names them."""
+    images are not tagged, the list names them. ``log_for(platform)``, when given, is
+    a context manager each platform's build runs in (``--logsplit``)."""
     import dataclasses
 
     from builder.errors import UsageError
@@ -448,9 +476,10 @@ def build_platforms(store: Any, options: BuildOptions, platforms: list[Platform]
         plan_build(store, dataclasses.replace(options, platform=platform))  # fail early
     results = []
     for platform in platforms:
-        if len(platforms) > 1:
-            progress.info(f"Building for {platform}")
-        result = build(store, dataclasses.replace(options, platform=platform), progress)
+        with log_for(platform) if log_for is not None else contextlib.nullcontext():
+            if len(platforms) > 1:
+                progress.info(f"Building for {platform}")
+            result = build(store, dataclasses.replace(options, platform=platform), progress)
         if manifest is not None:
             from builder.manifests import add_to_manifest
 
@@ -643,8 +672,10 @@ def _commit(state: BuildState, final: StageResult) -> Any:
     config.architecture = platform.architecture
     config.os = platform.os
     config.variant = platform.variant or None
-    if options.labels:
-        config.config.labels = {**(config.config.labels or {}), **options.labels}
+    apply_image_flags(config, labels=options.labels, env=options.env,
+                      unset_env=options.unset_env, unset_labels=options.unset_labels,
+                      os_version=options.os_version, os_features=options.os_features,
+                      omit_history=options.omit_history, warn=state.progress.warn)
     names = [normalize_name(tag) for tag in options.tags]
     state.progress.commit(names[0] if names else "")
     record = commit_image(

@@ -32,6 +32,7 @@ from builder.executor.copier import (
     lookup_owner,
     planned_entries,
 )
+from builder.executor.gitsource import add_git_sources, git_identity, split_git_sources
 from builder.image.spec import Descriptor, History, ImageConfig
 from builder.instructions import model as m
 from builder.plan.args import ArgScope
@@ -448,6 +449,15 @@ class StageExecutor:
         """Copy into the root; into a stage with nothing in it yet (``FROM scratch``),
         plan the layer from the sources instead of writing the files."""
         request, chown = self.copy_request(ins)
+        if isinstance(ins, m.AddInstruction):  # ADD <git URL>: builder.executor.gitsource
+            request, git = split_git_sources(request)
+            if git:
+                owned = dataclasses.replace(request, owner=lookup_owner(self.result.root, chown)) \
+                    if chown else request
+                add_git_sources(self.result.root, owned, git, ins.keep_git_dir,
+                                self.build.store.tmp_dir())
+                if not request.sources:
+                    return
         tree = self.source_tree(position)
         empty = self.result.workspace is None and not self.result.layers
         if empty and all(part.isdigit() for part in (chown or "0").split(":", 1)):
@@ -472,12 +482,21 @@ class StageExecutor:
         if isinstance(ins, m.CopyInstruction):
             request, chown = self.copy_request(ins)
             ref = self.plan.sources.get(position) if position is not None else None
+            rest, urls = split_git_sources(request) if isinstance(ins, m.AddInstruction) \
+                else (request, ())
+            content: str | list[str]
             if ref is not None:
                 content = self.ref_identity(ref)
+            elif urls:  # ADD <git URL>: the commits (builder.executor.gitsource)
+                assert isinstance(ins, m.AddInstruction)
+                content = git_identity(urls, ins.keep_git_dir, request.checksum,
+                                       self.build.store.tmp_dir())
+                if rest.sources:
+                    content.append(self.context_digest(rest))
             else:
                 content = self.context_digest(request)
             if isinstance(ins, m.AddInstruction) and not request.checksum and any(
-                    s.lower().startswith(("http://", "https://")) for s in request.sources):
+                    s.lower().startswith(("http://", "https://")) for s in rest.sources):
                 import uuid
 
                 from builder import replay
@@ -523,6 +542,10 @@ class StageExecutor:
     def ref_identity(self, ref: StageRef) -> str:
         if ref.stage is not None:
             return self.build.results[ref.stage].identity()
+        if ref.directory is not None:  # a --build-context directory: its content
+            from builder.cache.keys import paths_digest
+
+            return paths_digest(os.fspath(ref.directory), [""])
         assert ref.image is not None
         return self.build.image_digest(ref.image)
 
@@ -562,7 +585,7 @@ class StageExecutor:
             argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir,
             user=state.config.user or "", hostname="pybuild",
             network=ins.network or build.options.network or "private", mounts=tuple(mounts),
-            isolation=build.options.isolation or "chroot",
+            isolation=build.options.isolation or "chroot", stdin=build.options.stdin,
         )
         status = run_in_sandbox(root, spec)
         if status != 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from builder.errors import ExpansionError, PlanError
 from builder.instructions.model import (
@@ -26,10 +27,12 @@ from builder.source import Location
 
 @dataclass(frozen=True)
 class StageRef:
-    """What a FROM or --from names: a stage (by index) or an image reference."""
+    """What a FROM or --from names: a stage (by index), an image reference, or a
+    directory (a ``--build-context``, see ``builder.plan.contexts``)."""
 
     stage: int | None = None
     image: str | None = None
+    directory: Path | None = None
 
 
 SCRATCH = "scratch"
@@ -114,8 +117,11 @@ def make_plan(
     *,
     target: str | None = None,
     image_exists: Callable[[str], bool] = lambda ref: True,
+    skip_unused: bool = True,
 ) -> BuildPlan:
-    """Resolve stages, ``--from`` references and the target; check for unknown stages and cycles."""
+    """Resolve stages, ``--from`` references and the target; check for unknown stages and
+    cycles. With ``skip_unused`` false every stage up to the target is built, as with
+    Buildah's ``--skip-unused-stages=false``."""
     if not containerfile.stages:
         raise PlanError(f"planning {containerfile.path}: no FROM instruction")
     escape = containerfile.escape
@@ -148,7 +154,9 @@ def make_plan(
         if not matches:
             raise PlanError(f"building: target stage {target!r} not found")
         target_index = matches[0]
-    order = _order(plans, target_index)
+    roots = [target_index] if skip_unused else [*range(target_index), target_index]
+    order = _order(plans, roots)
+    order = order[: order.index(target_index) + 1]  # a stage built on the target is unused
     return BuildPlan(containerfile, [plans[i] for i in order], global_values, scope)
 
 
@@ -233,8 +241,9 @@ def _resolve_source(
     return StageRef(image=value)
 
 
-def _order(plans: list[StagePlan], target: int) -> list[int]:
-    """Stages reachable from the target, dependencies first; cycles are errors."""
+def _order(plans: list[StagePlan], roots: list[int]) -> list[int]:
+    """Stages reachable from the roots (the target last), dependencies first; cycles
+    are errors."""
     state: dict[int, str] = {}
     order: list[int] = []
 
@@ -253,7 +262,8 @@ def _order(plans: list[StagePlan], target: int) -> list[int]:
         state[index] = "done"
         order.append(index)
 
-    visit(target, [])
+    for root in roots:
+        visit(root, [])
     return order
 
 
