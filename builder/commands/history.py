@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from builder.commands.argparsing import BoolFlag
 
@@ -77,7 +77,8 @@ def uncompressed_size(store: Store, layer: Any) -> int:
         "gzip" if layer.media_type.endswith(("gzip", ".tar.gz")) else "none"
     total = 0
     with store.layout.open_blob(layer.digest) as raw:
-        stream = open_decompressed(raw, compression) if compression != "none" else raw
+        stream = cast(BinaryIO, open_decompressed(raw, compression)) \
+            if compression != "none" else raw
         while chunk := stream.read(_CHUNK):
             total += len(chunk)
     return total
