@@ -3,8 +3,9 @@
 
 Buildah (cobra) exits 125 for every error, a bad flag included, and scripts check
 for that; argparse's own ``exit(2)`` is replaced here. A Go boolean flag never
-takes the next word as its value (``--rm .`` names the context), so ``BoolFlag``
-options are rewritten to ``--flag=true`` before argparse sees them.
+takes the next word as its value (``--rm .`` names the context), so a boolean
+option (``BoolFlag``, or any optional-value option whose bare form means True)
+given bare is rewritten to ``--flag=true`` before argparse sees it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class BoolFlag(argparse.Action):
         return self.option_strings[0]
 
 
+def _is_bool(action: argparse.Action) -> bool:
+    """A boolean option: ``BoolFlag``, or any optional-value option whose bare form
+    means True (``--tls-verify`` of the registry flags)."""
+    return isinstance(action, BoolFlag) or (action.nargs == "?" and action.const is True
+                                            and bool(action.option_strings))
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors exit 125 and whose ``BoolFlag`` options
     never consume the following word."""
@@ -56,7 +64,7 @@ class Parser(argparse.ArgumentParser):
                          namespace: argparse.Namespace | None = None
                          ) -> tuple[argparse.Namespace, list[str]]:
         words = list(sys.argv[1:] if args is None else args)
-        bools = {option for action in self._actions if isinstance(action, BoolFlag)
+        bools = {option for action in self._actions if _is_bool(action)
                  for option in action.option_strings}
         if bools:
             out: list[str] = []
