@@ -27,15 +27,7 @@ import pytest
 import zstandard
 
 from tests.build.imagetree import read_image
-from tests.build.remote_servers import (  # noqa: F401  (fixtures)
-    Repo,
-    advance,
-    fake_ssh,
-    file_server,
-    git_daemon,
-    git_http,
-    make_repo,
-)
+from tests.build.remote_servers import Repo, advance, fake_ssh, make_repo
 from tests.conftest import REPO, Pybuild
 
 CONTAINERFILE = "FROM scratch\nCOPY . /ctx/\n"
