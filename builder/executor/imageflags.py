@@ -68,6 +68,7 @@ def apply_image_flags(
         else:
             replay.watch_env(name)
             value = os.environ.get(name, "")
+        current.pop(name, None)  # Buildah's SetEnv: the variable moves to the end
         current[name] = value
     for name in unset_env:
         current.pop(name, None)
