@@ -325,6 +325,7 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
     from builder.manifests import push_manifest_list
     from builder.registry.client import push_image
     from builder.registry.flags import registry_options
+    from builder.registry.lookaside import push_signatures
     from builder.store import normalize_name
 
     if not tags and not args.manifest:
@@ -337,6 +338,9 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
         dest = normalize_name(tag)
         digest = push_image(store, image_id, dest, options, report=report)
         progress.info(f"Pushed {dest}@{digest}")
+        stored = push_signatures(store, image_id, dest, digest)
+        if stored is not None:
+            progress.info(f"Stored signatures in {stored}")
         digests.append(digest)
     if args.manifest:
         dest = normalize_name(args.manifest)
@@ -379,6 +383,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         raise UsageError("checking --all-platforms: cannot be used with --platform, --os, "
                          "--arch or --variant")
     output = parse_output(args.output) if args.output else None
+    _check_signing(args, len(platforms))
     pull = _pull_policy(args)
     _check_replayable(args, pull, layers, len(platforms))
     build_args = parse_build_args(args.build_arg, args.build_arg_file)
@@ -462,11 +467,37 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     return 0
 
 
+def _check_signing(args: argparse.Namespace, platforms: int) -> None:
+    """--sign-by needs a name to sign for and one image; the key is tried before the
+    build starts, so a bad key costs no build."""
+    from builder.errors import UsageError
+    from builder.image.signature import gpg_sign
+
+    if not args.sign_by:
+        return
+    if platforms > 1 or args.all_platforms:
+        raise UsageError("checking --sign-by: sign the images of several platforms by "
+                         "building them one at a time")
+    if not args.tag:
+        raise UsageError("checking --sign-by: name the image with -t (a signature says "
+                         "which name the image may be pulled as)")
+    replay.cancel("signing")
+    gpg_sign(b"{}", args.sign_by)
+
+
 def _sign(store: Any, fingerprint: str, tags: tuple[str, ...], results: list[Any],
           progress: Any) -> None:
-    from builder.errors import UsageError
+    """Sign the image for each of its names, as Buildah's commit does for its one name."""
+    from builder.image.signature import gpg_sign, save_signature, signature_payload
+    from builder.store import normalize_name
 
-    raise UsageError("checking --sign-by: not implemented yet")
+    for result in results:
+        for tag in tags:
+            name = normalize_name(tag)
+            payload = signature_payload(name, result.manifest_digest)
+            save_signature(store.root, result.manifest_digest, name, fingerprint,
+                           gpg_sign(payload, fingerprint))
+            progress.info(f"Signed {name}@{result.manifest_digest} with {fingerprint}")
 
 
 def _open_sources(args: argparse.Namespace, store: Any, progress: Any) -> tuple[Path, Any]:
