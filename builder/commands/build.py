@@ -614,6 +614,9 @@ def _check_replayable(args: argparse.Namespace, pull: str, layers: bool, platfor
         "pull policy": pull in ("always", "newer"), "no cache": args.no_cache or not layers,
         "platforms": platforms > 1 or args.manifest, "squash": args.squash or args.squash_all,
         "secrets": args.secret, "stdin": args.file == "-",
+        # a replay would print and not export, sign, log or fetch
+        "output": args.output, "signing": args.sign_by, "logfile": args.logfile,
+        "all platforms": args.all_platforms, "build contexts": args.build_context,
     }
     for why, applies in reasons.items():
         if applies:

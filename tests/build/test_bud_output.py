@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -148,3 +149,15 @@ def test_output_errors(tmp_path: Path, pybuild: Pybuild) -> None:
     res = pybuild("bud", "-o", str(blocker / "below"), context, check=False)
     assert res.returncode == 125
     assert f"exporting the root file system to {blocker / 'below'}" in res.stderr
+
+
+def test_output_is_written_by_every_build(tmp_path: Path, pybuild: Pybuild) -> None:
+    """A rebuild with nothing changed still exports (no build is answered from the
+    rebuild record when it has an output to write)."""
+    context = _context(tmp_path, "FROM scratch\nCOPY a /a\n")
+    (context / "a").write_text("a")
+    dest = tmp_path / "out"
+    for _ in range(2):
+        shutil.rmtree(dest, ignore_errors=True)
+        pybuild("bud", "-q", "-o", str(dest), context)
+        assert (dest / "a").read_text() == "a"
