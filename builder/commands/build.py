@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import replay
-from builder.commands import key_values
+from builder.commands import IDENTITY_LABEL, identity_labels, key_values
 from builder.commands.argparsing import BoolFlag
 
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
 
 COMPRESSIONS = ("gzip", "zstd", "none")
-IDENTITY_LABEL = "io.pybuild.version"  # Buildah's is io.buildah.version
 PULL_POLICIES = {  # --pull values (Buildah's and Podman's spellings) -> policy
     "true": "newer", "newer": "newer", "ifnewer": "newer",
     "false": "missing", "missing": "missing", "ifmissing": "missing", "notpresent": "missing",
@@ -301,18 +300,6 @@ def _compression(args: argparse.Namespace) -> str:
     return str(args.compression or "gzip")
 
 
-def _identity_labels(args: argparse.Namespace, timestamp: int | None) -> dict[str, str]:
-    """The identity label, as Buildah adds io.buildah.version: always with
-    --identity-label=true, never with false; by default unless the build asks for a
-    reproducible timestamp (Buildah 1.33 and later; 1.28 adds it always)."""
-    from builder.cli import VERSION
-
-    wanted = args.identity_label
-    if wanted is None:
-        wanted = timestamp is None
-    return {IDENTITY_LABEL: VERSION} if wanted else {}
-
-
 def _split_list(values: list[str]) -> tuple[str, ...]:
     """A repeatable flag whose values may also be comma-separated (Go's StringSlice)."""
     return tuple(part for value in values for part in value.split(",") if part)
@@ -404,7 +391,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             build_args=build_args,
             target=args.target,
             format=fmt,
-            labels={**_identity_labels(args, timestamp), **key_values(args.label, "--label")},
+            labels={**identity_labels(args.identity_label, timestamp),
+                    **key_values(args.label, "--label")},
             annotations=key_values(args.annotation, "--annotation"),
             timestamp=timestamp,
             compression=compression,
