@@ -428,6 +428,12 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
 
             platforms = base_platforms(store, build_options)
             replay.cancel("platforms")
+        if output is not None and len(platforms) > 1:
+            if output.type != "local":
+                raise UsageError("checking --output: a tar holds one platform's files; use "
+                                 "type=local (one directory per platform) or one platform")
+            build_options = dataclasses.replace(
+                build_options, output=dataclasses.replace(output, per_platform=True))
         log_for = functools.partial(_platform_log, args.logfile) if args.logsplit else None
         results = build_platforms(store, build_options, platforms, progress, args.manifest,
                                   log_for=log_for)

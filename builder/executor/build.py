@@ -435,7 +435,7 @@ def build(store: Any, options: BuildOptions, progress: Progress) -> BuildResult:
             if options.output is not None:  # as Buildah 1.28: the image is stored too
                 from builder.rootfs.export import export_root
 
-                export_root(final.root, options.output)
+                export_root(final.root, options.output.for_platform(options.platform))
             if state.remote is not None:
                 state.remote.send(state.step_keys, state.cache_mounts, progress)
     except OSError as exc:

@@ -1,7 +1,8 @@
 """``bud --output``: a built root file system exported to a directory or a tar archive.
 
 ``type=local,dest=DIR`` (or just ``DIR``) copies the tree into DIR, which is
-created when missing; ``type=tar,dest=FILE`` writes a tar archive, ``dest=-`` (or
+created when missing (a build for several platforms writes DIR/OS_ARCH[_VARIANT]
+each, as BuildKit does); ``type=tar,dest=FILE`` writes a tar archive, ``dest=-`` (or
 ``-o -`` alone) to stdout. The destination is written through directory file
 descriptors and ``O_NOFOLLOW``: an entry already in DIR that is in the way (a
 symlink to somewhere else included) is replaced, never followed, so nothing is
@@ -40,10 +41,20 @@ class OutputSpec:
     type: str
     dest: str
     stream: BinaryIO | None = field(default=None, compare=False)  # for dest "-"
+    per_platform: bool = False  # several platforms: one subdirectory each (BuildKit's)
 
     @property
     def to_stdout(self) -> bool:
         return self.dest == "-"
+
+    def for_platform(self, platform: object) -> OutputSpec:
+        """Where one platform's root goes: DEST itself, or with several platforms
+        DEST/OS_ARCH[_VARIANT] as BuildKit's local exporter names them."""
+        if not self.per_platform:
+            return self
+        parts = [getattr(platform, "os", ""), getattr(platform, "architecture", ""),
+                 getattr(platform, "variant", "")]
+        return OutputSpec(self.type, os.path.join(self.dest, "_".join(p for p in parts if p)))
 
 
 def parse_output(text: str) -> OutputSpec:

@@ -161,3 +161,17 @@ def test_output_is_written_by_every_build(tmp_path: Path, pybuild: Pybuild) -> N
         shutil.rmtree(dest, ignore_errors=True)
         pybuild("bud", "-q", "-o", str(dest), context)
         assert (dest / "a").read_text() == "a"
+
+
+def test_output_for_several_platforms(tmp_path: Path, pybuild: Pybuild) -> None:
+    """One directory per platform, named as BuildKit's local exporter names them."""
+    context = _context(tmp_path, "FROM scratch\nARG TARGETARCH\nCOPY a /a-$TARGETARCH\n")
+    (context / "a").write_text("a")
+    dest = tmp_path / "out"
+    pybuild("bud", "-q", "--platform", "linux/amd64,linux/arm64", "--manifest", "m",
+            "-o", str(dest), context)
+    assert sorted(os.listdir(dest)) == ["linux_amd64", "linux_arm64"]
+    assert os.listdir(dest / "linux_arm64") == ["a-arm64"]
+    res = pybuild("bud", "--platform", "linux/amd64,linux/arm64", "--manifest", "m",
+                  "-o", f"type=tar,dest={tmp_path / 'x.tar'}", context, check=False)
+    assert res.returncode == 125 and "a tar holds one platform's files" in res.stderr
