@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from registry_fixtures import Registry
 
+from tests.build.conftest import Buildah
 from tests.build_registry.helpers import context, image
 from tests.conftest import Pybuild
 
@@ -91,3 +92,42 @@ def test_all_platforms_needs_lists(registry: Registry, tmp_path: Path,
     res = with_busybox("bud", "--all-platforms", "--manifest", "out", app, check=False)
     assert res.returncode == 125
     assert f"base image 'oci:{layout}:one' is not a manifest list" in res.stderr
+
+
+@pytest.mark.interop
+def test_all_platforms_matches_buildah(registry: Registry, tmp_path: Path,
+                                       with_busybox: Pybuild, buildah: Buildah) -> None:
+    """Buildah 1.28 builds the same platforms from the same lists, each image with the
+    same config (labels from the matching base included)."""
+    first = _base_list(with_busybox, tmp_path, registry, "one", "linux/amd64,linux/arm64")
+    second = _base_list(with_busybox, tmp_path, registry, "two",
+                        "linux/arm64,linux/amd64,linux/s390x")
+    app = context(tmp_path / "app", f"FROM {second} AS other\n" + APP.format(base=first),
+                  {"app": "x"})
+    with_busybox("bud", "-q", "--all-platforms", "--manifest", "out", "--tls-verify=false",
+                 app)
+    ours = _entries(with_busybox, "out")
+    subprocess.run(["buildah", *buildah.flags, "bud", "-q", "--all-platforms", "--manifest",
+                    "out", "--tls-verify=false", str(app)], check=True, capture_output=True)
+    layout = tmp_path / "buildah-out"
+    subprocess.run(["buildah", *buildah.flags, "manifest", "push", "--all", "out",
+                    f"oci:{layout}:out"], check=True, capture_output=True)
+    index = json.loads((layout / "index.json").read_text())
+    top = json.loads(_blob(layout, index["manifests"][0]["digest"]))
+    theirs = {f"{e['platform']['os']}/{e['platform']['architecture']}": e["digest"]
+              for e in top["manifests"]}
+    assert set(ours) == set(theirs) == {"linux/amd64", "linux/arm64"}
+    for platform, digest in theirs.items():
+        config = json.loads(_blob(layout, json.loads(_blob(layout, digest))["config"]["digest"]))
+        identity = ("io.buildah.version", "io.pybuild.version")
+        their_labels = {k: v for k, v in config["config"]["Labels"].items()
+                        if k not in identity}
+        record = image(with_busybox, ours[platform])
+        our_labels = {k: v for k, v in (record.config.config.labels or {}).items()
+                      if k not in identity}
+        assert our_labels == their_labels
+        assert record.config.architecture == config["architecture"]
+
+
+def _blob(layout: Path, digest: str) -> bytes:
+    return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
