@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -343,6 +341,13 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands.buildio import (
+        named_contexts,
+        open_sources,
+        output_to,
+        platform_log,
+        stdout_aside,
+    )
     from builder.errors import UsageError
     from builder.executor.build import BuildOptions, build_platforms
     from builder.executor.output import Progress
@@ -378,11 +383,11 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     store = Store(options.root)
     with contextlib.ExitStack() as stack:
         if output is not None and output.to_stdout:  # the tar owns stdout
-            output = dataclasses.replace(output, stream=stack.enter_context(_stdout_aside()))
+            output = dataclasses.replace(output, stream=stack.enter_context(stdout_aside()))
         if args.logfile:
-            stack.enter_context(_output_to(args.logfile))
+            stack.enter_context(output_to(args.logfile))
         progress = Progress(quiet=args.quiet or (output is not None and output.to_stdout))
-        context, source = _open_sources(args, store, progress)
+        context, source = open_sources(args, store, progress)
         build_options = BuildOptions(
             context=context,
             containerfile=source,
@@ -419,7 +424,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             os_features=tuple(args.os_feature),
             from_image=args.from_image,
             skip_unused_stages=args.skip_unused_stages,
-            build_contexts=_named_contexts(args.build_context, store),
+            build_contexts=named_contexts(args.build_context, store),
             stdin=args.stdin,
             output=output,
         )
@@ -434,7 +439,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
                                  "type=local (one directory per platform) or one platform")
             build_options = dataclasses.replace(
                 build_options, output=dataclasses.replace(output, per_platform=True))
-        log_for = functools.partial(_platform_log, args.logfile) if args.logsplit else None
+        log_for = functools.partial(platform_log, args.logfile) if args.logsplit else None
         results = build_platforms(store, build_options, platforms, progress, args.manifest,
                                   log_for=log_for)
         if args.sign_by:
@@ -492,113 +497,6 @@ def _sign(store: Any, fingerprint: str, tags: tuple[str, ...], results: list[Any
             save_signature(store.root, result.manifest_digest, name, fingerprint,
                            gpg_sign(payload, fingerprint))
             progress.info(f"Signed {name}@{result.manifest_digest} with {fingerprint}")
-
-
-def _open_sources(args: argparse.Namespace, store: Any, progress: Any) -> tuple[Path, Any]:
-    """The context directory (fetched first when it is remote, stdin or an archive)
-    and the Containerfile (through cpp when its name ends in .in)."""
-    import tempfile
-
-    from builder.context import ContainerfileSource, open_context, read_containerfile
-    from builder.errors import UsageError
-    from builder.fetch import fetch_context, is_remote
-    from builder.preprocess import needs_preprocessing, preprocess
-
-    argument = args.context
-    if is_remote(argument) or Path(argument).is_file():
-        if argument == "-" and (args.file == "-" or args.stdin):
-            raise UsageError("reading build context from stdin: stdin is also used by "
-                             + ("-f -" if args.file == "-" else "--stdin"))
-        replay.cancel("fetched context")
-        workdir = Path(tempfile.mkdtemp(prefix="context-", dir=store.tmp_dir()))
-        context = fetch_context(argument, workdir, sys.stdin.buffer).directory
-    else:
-        context = open_context(argument)
-    source = read_containerfile(context, args.file, sys.stdin.buffer)
-    if needs_preprocessing(source.display):
-        replay.cancel("preprocessed Containerfile")  # included files are not watched
-        text = preprocess(source.text, source.display, context, args.cpp_flag,
-                          warn=progress.warn)
-        source = ContainerfileSource(text, f"{source.display} (preprocessed)", source.path)
-    return context, source
-
-
-def _named_contexts(values: list[str], store: Any) -> dict[str, Any]:
-    """``--build-context NAME=VALUE`` values, fetched when they are URLs."""
-    import tempfile
-
-    from builder.errors import ContextError, UsageError
-    from builder.fetch import fetch_context, is_git_url
-    from builder.plan.contexts import NamedContext, image_context
-
-    found: dict[str, Any] = {}
-    for raw in values:
-        name, sep, value = raw.partition("=")
-        if not name or not sep or not value:
-            raise UsageError(f"parsing --build-context {raw!r}: expected NAME=VALUE")
-        replay.cancel("build contexts")
-        image = image_context(value)
-        if image is not None:
-            found[name] = NamedContext(name, image=image)
-        elif is_git_url(value) or value.startswith(("http://", "https://")):
-            workdir = Path(tempfile.mkdtemp(prefix="context-", dir=store.tmp_dir()))
-            found[name] = NamedContext(name, directory=fetch_context(value, workdir).directory)
-        else:
-            directory = Path(value).absolute()
-            if not directory.is_dir():
-                raise ContextError(f"checking build context {name!r}: {value!r} is not a "
-                                   "directory")
-            found[name] = NamedContext(name, directory=directory)
-    return found
-
-
-@contextlib.contextmanager
-def _output_to(path: str) -> Iterator[None]:
-    """``--logfile``: everything the build writes to stdout and stderr, RUN steps'
-    output included, goes to ``path`` (truncated first, mode 0600 as in Buildah)."""
-    from builder.errors import UsageError
-
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise UsageError(f"opening --logfile {path!r}: {exc.strerror}") from exc
-    replay.cancel("logfile")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-
-
-def _platform_log(logfile: str, platform: Any) -> Any:
-    """``--logsplit``: each platform's build goes to FILE_OS_ARCH, as in Buildah."""
-    return _output_to(f"{logfile}_{platform.os}_{platform.architecture}")
-
-
-@contextlib.contextmanager
-def _stdout_aside() -> Iterator[Any]:
-    """``--output -``: the tar gets the real stdout; the build's own output (progress,
-    RUN steps) goes to stderr meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with os.fdopen(os.dup(saved), "wb") as stream:
-            yield stream
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _check_replayable(args: argparse.Namespace, pull: str, layers: bool, platforms: int) -> None:
