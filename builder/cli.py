@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("builder.commands.lint", "check a Containerfile against lint rules"),
     "images": ("builder.commands.images", "list images in the local store"),
     "inspect": ("builder.commands.inspect", "show an image's configuration and manifest"),
+    "history": ("builder.commands.history", "show the steps that made an image, with sizes"),
+    "tree": ("builder.commands.history", "show an image's layers with sizes and instructions"),
     "tag": ("builder.commands.tag", "add names to an image"),
     "rmi": ("builder.commands.rmi", "remove images"),
     "push": ("builder.commands.push", "push an image to a registry or an archive"),
@@ -80,7 +82,9 @@ def _top_parser() -> argparse.ArgumentParser:
     import argparse
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(
+    from builder.commands.argparsing import Parser
+
+    parser = Parser(
         prog="pybuild",
         description="Build OCI container images from Containerfiles, without a daemon.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -106,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     replayed = replay.attempt(argv)
     if replayed is not None:
         return replayed
-    import argparse
     import importlib
     import signal
+
+    from builder.commands.argparsing import Parser
 
     top = _top_parser()
     ns = top.parse_args(argv)
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     module_name, summary = COMMANDS[ns.command]
     module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"pybuild {ns.command}", description=summary)
+    sub = Parser(prog=f"pybuild {ns.command}", description=summary)
     module.add_arguments(sub, ns.command)
     args = sub.parse_args(ns.args)
     args.command = ns.command

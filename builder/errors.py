@@ -17,6 +17,7 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
+    ├─ ExportError            bud --output could not write its destination
     ├─ StoreError             image not found, store locked/unwritable
     │  ├─ ImageNotFound
     │  │  └─ ManifestListNotFound
@@ -132,6 +133,10 @@ class SandboxError(PybuildError):
 
 class LayerError(PybuildError):
     code = "layer"
+
+
+class ExportError(PybuildError):
+    code = "export"
 
 
 class StoreError(PybuildError):

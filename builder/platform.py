@@ -65,6 +65,15 @@ class Platform:
         text = f"{self.os}/{self.architecture}"
         return f"{text}/{self.variant}" if self.variant else text
 
+    def normalized(self) -> Platform:
+        """containerd's normal form: ``arm64/v8`` is ``arm64``, ``arm`` is ``arm/v7``."""
+        variant = self.variant.lower()
+        if self.architecture == "arm64" and variant in ("v8", "8"):
+            variant = ""
+        elif self.architecture == "arm" and variant in ("", "7"):
+            variant = "v7"
+        return Platform(self.os or "linux", self.architecture, variant)
+
     def matches(self, other: Platform) -> bool:
         """Whether ``other`` is this platform: same OS and architecture, and the same
         variant once a missing one is read as the architecture's default."""

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-pip busybox-static buildah skopeo umoci
           docker-registry runc uidmap apache2-utils openssl zstd xz-utils bzip2 ca-certificates
-          podman)
+          podman cpp git gnupg)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

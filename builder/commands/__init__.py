@@ -32,3 +32,18 @@ def open_store(root: Path, *, recover: bool = True) -> Store:
     from builder.store import Store
 
     return Store(root, recover=recover)
+
+
+IDENTITY_LABEL = "io.pybuild.version"  # Buildah's is io.buildah.version
+
+
+def identity_labels(wanted: bool | None, timestamp: int | None) -> dict[str, str]:
+    """The identity label ``bud`` and ``commit`` add, as Buildah adds io.buildah.version:
+    always with ``--identity-label=true``, never with ``false``; by default unless the
+    image is made reproducible with a timestamp (Buildah 1.33 and later; 1.28 adds it
+    even then)."""
+    from builder.cli import VERSION
+
+    if wanted is None:
+        wanted = timestamp is None
+    return {IDENTITY_LABEL: VERSION} if wanted else {}

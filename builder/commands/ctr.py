@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.commands import IDENTITY_LABEL, identity_labels
+from builder.commands.argparsing import BoolFlag
+
 if TYPE_CHECKING:
     from builder.cli import GlobalOptions
     from builder.store import Store
@@ -39,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         add("--compression", choices=["gzip", "zstd", "none"], default="gzip")
         add("--timestamp", type=int, default=None, metavar="SECONDS",
             help="created time and layer mtimes")
+        add("--identity-label", action=BoolFlag, default=None,
+            help=f"add the {IDENTITY_LABEL} label (default true, false with --timestamp)")
         add("container")
         add("image", nargs="?", help="name for the image")
     elif name == "mount":
@@ -121,6 +126,12 @@ def _commit(store: Store, args: argparse.Namespace, options: GlobalOptions) -> i
     from builder.store.containers import commit_container
 
     fmt = args.format or os.environ.get("BUILDAH_FORMAT") or "oci"
+    identity = identity_labels(args.identity_label, args.timestamp)
+    if identity:  # as Buildah's commit: set on the container, then committed
+        from builder.store.containers import ConfigChanges, update_config
+
+        update_config(store, args.container,
+                      ConfigChanges(labels=tuple(f"{k}={v}" for k, v in identity.items())))
     record = commit_container(
         store, args.container, args.image, format=fmt, squash=args.squash,
         rm=args.rm, compression=args.compression, timestamp=args.timestamp,

@@ -56,5 +56,10 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         store, args.image, rest, registry_options(args, format=args.format),
         digestfile=args.digestfile, report=None if args.quiet else report,
     )
+    from builder.registry.lookaside import push_signatures
+
+    stored = push_signatures(store, args.image, rest, digest)
+    if stored is not None and not args.quiet:
+        report(f"Storing signatures in {stored}")
     print(digest)
     return 0

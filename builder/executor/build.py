@@ -48,19 +48,24 @@ from builder.errors import (
 from builder.executor.config import DEFAULT_PATH
 from builder.executor.copier import SourceTree, context_tree
 from builder.executor.effects import LayerOptions, RootfsEffects
+from builder.executor.gitsource import git_identity
+from builder.executor.imageflags import apply_image_flags
 from builder.executor.output import LineWriter, Progress
 from builder.executor.sshagent import SshAgents, SshSource
 from builder.executor.stage import StageExecutor, StageOptions, StageResult, StepContext
 from builder.ignore import IgnoreMatcher, load_ignore, read_ignore_patterns
+from builder.image.encrypted import refuse_encrypted
 from builder.image.layer import Layer, write_layer
 from builder.image.spec import ContainerConfig, ImageConfig
 from builder.image.squash import squashed_config
 from builder.instructions.model import FromInstruction
 from builder.plan.args import platform_args, unconsumed
+from builder.plan.contexts import replace_first_from
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, check_emulation, make_plan
 from builder.platform import Platform, host_platform
 from builder.reference import normalize_name
 from builder.registry.client import RegistryOptions, remote_digest
+from builder.rootfs.export import export_root
 from builder.rootfs.layercache import forget, layer_cache_dir
 from builder.rootfs.workspace import Workspace
 from builder.source import Location
@@ -101,6 +106,18 @@ class BuildOptions:
     ssh: dict[str, SshSource] = field(default_factory=dict)  # --ssh: agents RUN may mount
     registry: Any = None  # RegistryOptions for pulls, or a function that makes them
     # (the platform is filled in per build)
+    # issue 18, bud's other flags (builder.executor.imageflags, builder.plan.contexts):
+    env: tuple[str, ...] = ()  # --env K=V|K, set in the committed config
+    unset_env: tuple[str, ...] = ()  # --unsetenv
+    unset_labels: tuple[str, ...] = ()  # --unsetlabel
+    omit_history: bool = False  # --omit-history
+    os_version: str | None = None  # --os-version
+    os_features: tuple[str, ...] = ()  # --os-feature F (F- removes)
+    from_image: str | None = None  # --from: replaces the first FROM's image
+    skip_unused_stages: bool = True  # --skip-unused-stages
+    build_contexts: dict[str, Any] = field(default_factory=dict)  # name -> NamedContext
+    stdin: bool = False  # --stdin: RUN steps read pybuild's stdin
+    output: Any = None  # --output: an OutputSpec for the target's root file system
 
 
 @dataclass
@@ -134,12 +151,14 @@ class BuildState:
             compression=options.compression, timestamp=options.timestamp,
             created=_rfc3339(options.timestamp if options.timestamp is not None
                              else time.time()),
-            network=options.network, isolation=options.isolation, driver=options.driver)
+            network=options.network, isolation=options.isolation, driver=options.driver,
+            stdin=options.stdin)
         self.effects = RootfsEffects(
             store.layout, LayerOptions(options.compression, options.timestamp, layer_format),
             context=options.context, context_tree=self.context_tree, root_of=self.root_of,
             cache_root=store.root / "cache", secrets=options.secrets,
-            cache_mount_used=self.cache_mount_used, ssh=self.ssh_agents.socket)
+            cache_mount_used=self.cache_mount_used, work=store.tmp_dir(),
+            ssh=self.ssh_agents.socket)
         self._image_roots: dict[str, Workspace] = {}
         self._image_digests: dict[str, str] = {}
         self._found: dict[str, ImageRecord] = {}  # base images resolved under the pull policy
@@ -221,9 +240,15 @@ class BuildState:
                                  config=ContainerConfig(env=[DEFAULT_PATH]))
             return config, []
         record = self.find_image(name, base)
+        refuse_encrypted(record.manifest, name)
         with self._lock:
             self._image_digests[name] = record.manifest_digest
         return copy.deepcopy(record.config), record.layers
+
+    def git_commits(self, urls: tuple[str, ...], keep_git_dir: bool,
+                    checksum: str | None) -> list[str]:
+        """What an ``ADD <git URL>`` step's key holds: each URL and its commit."""
+        return git_identity(urls, keep_git_dir, checksum, self.store.tmp_dir())
 
     # StepCache
 
@@ -275,6 +300,8 @@ class BuildState:
         """The root of a stage built earlier, or of an image (opened once)."""
         if ref.stage is not None:
             return self.results[ref.stage].root
+        if ref.directory is not None:  # a --build-context directory
+            return ref.directory
         assert ref.image is not None
         with self._lock:
             if ref.image not in self._image_roots:
@@ -293,7 +320,8 @@ class BuildState:
         with self._pull_lock:
             if transport in ("oci", "oci-archive", "docker-archive"):
                 if name not in self._found:
-                    self._found[name] = import_image(self.store, name)
+                    self._found[name] = import_image(self.store, name,
+                                                     platform=self.options.platform)
                 return self._found[name]
             if rest not in self._found:
                 self._found[rest] = self._resolve_image(rest, location)
@@ -367,8 +395,9 @@ class BuildState:
 def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
     """Parse and plan the Containerfile for ``options.platform``; a RUN the platform
     cannot run here is an error."""
-    containerfile = parse_cached(store, options.containerfile)
-    known: dict[str, bool] = {}
+    containerfile = replace_first_from(parse_cached(store, options.containerfile),
+                                       options.from_image)
+    known: dict[str, bool] = {name: True for name in options.build_contexts}
 
     def image_exists(name: str) -> bool:
         if name not in known:
@@ -379,8 +408,10 @@ def plan_build(store: Store, options: BuildOptions) -> BuildPlan:
                 known[name] = False
         return known[name]
 
+    contexts = {name: context.ref() for name, context in options.build_contexts.items()}
     plan = make_plan(containerfile, options.build_args, platform_args(options.platform),
-                     target=options.target, image_exists=image_exists)
+                     target=options.target, image_exists=image_exists, contexts=contexts,
+                     skip_unused=options.skip_unused_stages)
     check_emulation(plan, options.platform)
     return plan
 
@@ -401,6 +432,8 @@ def build(store: Store, options: BuildOptions, progress: Progress) -> BuildResul
                 _squash(state, final, everything=options.squash == "all")
             record = _commit(state, final)
             committed = True
+            if options.output is not None:  # as Buildah 1.28: the image is stored too
+                export_root(final.root, options.output.for_platform(options.platform))
             if state.remote is not None:
                 state.remote.send(state.step_keys, state.cache_mounts, progress)
     except OSError as exc:
@@ -420,10 +453,12 @@ def build(store: Store, options: BuildOptions, progress: Progress) -> BuildResul
 
 
 def build_platforms(store: Store, options: BuildOptions, platforms: list[Platform],
-                    progress: Progress, manifest: str | None = None) -> list[BuildResult]:
+                    progress: Progress, manifest: str | None = None,
+                    log_for: Any = None) -> list[BuildResult]:
     """Build once per platform, in order; with ``manifest``, add each image to that
     manifest list (made when missing). Several platforms need ``manifest``: their
-    images are not tagged, the list names them."""
+    images are not tagged, the list names them. ``log_for(platform)``, when given, is
+    a context manager each platform's build runs in (``--logsplit``)."""
     if len(platforms) > 1 and manifest is None:
         raise UsageError("building for several platforms: name a manifest list with --manifest")
     if len(platforms) > 1 and options.tags:
@@ -435,9 +470,10 @@ def build_platforms(store: Store, options: BuildOptions, platforms: list[Platfor
         plan_build(store, dataclasses.replace(options, platform=platform))  # fail early
     results = []
     for platform in platforms:
-        if len(platforms) > 1:
-            progress.info(f"Building for {platform}")
-        result = build(store, dataclasses.replace(options, platform=platform), progress)
+        with log_for(platform) if log_for is not None else contextlib.nullcontext():
+            if len(platforms) > 1:
+                progress.info(f"Building for {platform}")
+            result = build(store, dataclasses.replace(options, platform=platform), progress)
         if manifest is not None:
             add_to_manifest(store, manifest, result.image_id)
         results.append(result)
@@ -503,8 +539,10 @@ def _commit(state: BuildState, final: StageResult) -> ImageRecord:
     config.architecture = platform.architecture
     config.os = platform.os
     config.variant = platform.variant or None
-    if options.labels:
-        config.config.labels = {**(config.config.labels or {}), **options.labels}
+    apply_image_flags(config, labels=options.labels, env=options.env,
+                      unset_env=options.unset_env, unset_labels=options.unset_labels,
+                      os_version=options.os_version, os_features=options.os_features,
+                      omit_history=options.omit_history, warn=state.progress.warn)
     names = [normalize_name(tag) for tag in options.tags]
     state.progress.commit(names[0] if names else "")
     record = state.store.commit(config, final.layers, format=options.format,

@@ -57,6 +57,7 @@ class CopyRequest:
     heredocs: dict[str, bytes] = field(default_factory=dict)
     checksum: str | None = None
     timestamp: int | None = None  # mtime for files made from heredocs and downloads
+    keep_git_dir: bool = False  # ADD <git URL> --keep-git-dir
 
     @property
     def is_add(self) -> bool:

@@ -29,6 +29,7 @@ from builder.executor.copier import (
     download,
     planned_entries,
 )
+from builder.executor.gitsource import add_git_sources, split_git_sources
 from builder.executor.mounts import resolve_mounts
 from builder.executor.sandbox import RunSpec, run_in_sandbox
 from builder.executor.sshagent import step_sockets
@@ -94,6 +95,7 @@ class RunStep:
     isolation: str
     mounts: tuple[tuple[RunMount, StageRef | None], ...] = ()
     preserve: tuple[str, ...] = ()  # VOLUME paths whose changes the step must not keep
+    stdin: bool = False
 
 
 class Effects(Protocol):
@@ -128,7 +130,7 @@ class RootfsEffects:
     def __init__(self, layout: Layout, layers: LayerOptions, *, context: Path,
                  context_tree: Callable[[], SourceTree], root_of: Callable[[StageRef], Path],
                  cache_root: Path, secrets: Mapping[str, bytes],
-                 cache_mount_used: Callable[[Path], None],
+                 cache_mount_used: Callable[[Path], None], work: Path,
                  ssh: Callable[[str], Path | None] = lambda ident: None) -> None:
         self.layout = layout
         self.layers = layers
@@ -138,6 +140,7 @@ class RootfsEffects:
         self.cache_root = cache_root
         self.secrets = secrets
         self.cache_mount_used = cache_mount_used
+        self.work = work  # this process's temporary files (git clones)
         self.ssh = ssh
         self.new_layers: set[str] = set()  # diff_ids of layers this build wrote
         self._planned: dict[int, list[LayerEntry]] = {}  # stage index -> a planned COPY
@@ -150,6 +153,14 @@ class RootfsEffects:
              chown: str | None, add: bool) -> None:
         """Into a stage with nothing in it yet (``FROM scratch``) a plain COPY is planned
         as layer entries read from the sources, instead of writing the files."""
+        if add:  # ADD <git URL>: each repository's tree into the destination
+            request, urls = split_git_sources(request)
+            if urls:
+                owner = copy_owner(stage.root, chown) if chown else None
+                add_git_sources(stage.root, dataclasses.replace(request, owner=owner), urls,
+                                request.keep_git_dir, self.work)
+                if not request.sources:
+                    return
         tree = self._tree(source)
         empty = stage.workspace is None and not stage.layers
         if empty and all(part.isdigit() for part in (chown or "0").split(":", 1)):
@@ -188,7 +199,7 @@ class RootfsEffects:
                       if m.type == "ssh" else m for m in mounts]
             spec = RunSpec(argv=step.argv, env=env, cwd=step.cwd, user=step.user,
                            hostname=step.hostname, network=step.network, mounts=tuple(mounts),
-                           isolation=step.isolation)
+                           isolation=step.isolation, stdin=step.stdin)
             return run_in_sandbox(workspace.root, spec)
 
     def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:

@@ -40,6 +40,7 @@ from builder.errors import ContainerfileError, PybuildError, StepError
 from builder.executor import config as cfg
 from builder.executor.copier import CopyRequest, SourceTree, check_chmod, source_paths
 from builder.executor.effects import Effects, RunStep, StageResult
+from builder.executor.gitsource import split_git_sources
 from builder.executor.output import Progress
 from builder.image.layer import Layer
 from builder.image.spec import History, ImageConfig
@@ -65,6 +66,7 @@ class StageOptions:
     network: str | None
     isolation: str | None
     driver: str | None
+    stdin: bool = False  # RUN steps read pybuild's stdin (--stdin)
 
 
 class StepCache(Protocol):
@@ -91,6 +93,8 @@ class StageInputs(Protocol):
     def base_image(self, name: str, base: m.FromInstruction | None
                    ) -> tuple[ImageConfig, list[Layer]]: ...
     def image_digest(self, name: str) -> str: ...
+    def git_commits(self, urls: tuple[str, ...], keep_git_dir: bool,
+                    checksum: str | None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -377,13 +381,14 @@ class StageExecutor:
         if chmod:
             check_chmod(chmod)
         checksum = None
+        keep_git_dir = isinstance(ins, m.AddInstruction) and ins.keep_git_dir
         if isinstance(ins, m.AddInstruction) and ins.checksum:
             checksum = self.expand(ins.checksum, ins)
         request = CopyRequest(
             keyword=ins.keyword, sources=tuple(sources), dest=dest, dest_is_dir=dest_is_dir,
             chmod=chmod, parents=ins.parents,
             excludes=tuple(self.expand(x, ins) for x in ins.excludes), heredocs=heredocs,
-            checksum=checksum, timestamp=self.ctx.options.timestamp,
+            checksum=checksum, timestamp=self.ctx.options.timestamp, keep_git_dir=keep_git_dir,
         )
         return request, chown
 
@@ -403,13 +408,21 @@ class StageExecutor:
         assert isinstance(ins, m.CopyInstruction)
         request, chown = self.copy_request(ins)
         source = self.copy_source(ins, position)
+        rest, urls = split_git_sources(request) if isinstance(ins, m.AddInstruction) \
+            else (request, ())
+        content: str | list[str]
         if source is not None:  # Buildah and BuildKit keep a stage's or image's owners
             request = dataclasses.replace(request, preserve_owner=not chown)
             content = self.ref_identity(source)
+        elif urls:  # ADD <git URL>: the commits (builder.executor.gitsource)
+            content = self.ctx.inputs.git_commits(urls, request.keep_git_dir,
+                                                  request.checksum)
+            if rest.sources:
+                content.append(self.context_digest(rest))
         else:
             content = self.context_digest(request)
         if isinstance(ins, m.AddInstruction) and not request.checksum and any(
-                s.lower().startswith(("http://", "https://")) for s in request.sources):
+                s.lower().startswith(("http://", "https://")) for s in rest.sources):
             content = uuid.uuid4().hex  # a download without a checksum always runs
             replay.cancel("download")
         key = self.fs_key(ins.keyword, dataclasses.asdict(request), chown, content)
@@ -433,6 +446,8 @@ class StageExecutor:
         """What a resolved ``--from`` names: a stage's layers or an image's digest."""
         if ref.stage is not None:
             return self.ctx.inputs.stage(ref.stage).identity()
+        if ref.directory is not None:  # a --build-context directory: its content
+            return paths_digest(os.fspath(ref.directory), [""])
         assert ref.image is not None
         return self.ctx.inputs.image_digest(ref.image)
 
@@ -454,7 +469,7 @@ class StageExecutor:
             cwd=state.config.working_dir or "/", user=state.config.user or "",
             hostname="pybuild", network=ins.network or options.network or "private",
             isolation=options.isolation or "chroot", mounts=tuple(zip(mounts, sources)),
-            preserve=tuple(self.preserved))
+            preserve=tuple(self.preserved), stdin=options.stdin)
 
     def prepare_run(self, ins: m.Instruction, position: int | None
                     ) -> tuple[str, Callable[[], bool]]:

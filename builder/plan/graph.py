@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from builder.errors import PlanError
 from builder.instructions.model import (
@@ -27,10 +28,12 @@ from builder.source import Location
 
 @dataclass(frozen=True)
 class StageRef:
-    """What a FROM or --from names: a stage (by index) or an image reference."""
+    """What a FROM or --from names: a stage (by index), an image reference, or a
+    directory (a ``--build-context``, see ``builder.plan.contexts``)."""
 
     stage: int | None = None
     image: str | None = None
+    directory: Path | None = None
 
 
 SCRATCH = "scratch"
@@ -65,18 +68,53 @@ class BuildPlan:
     stages: list[StagePlan]
     global_args: dict[str, str]
     scope: ArgScope  # holds the build args and which of them were consumed
-    image_exists: Callable[[str], bool] = lambda ref: True
+    references: References
 
     @property
     def target(self) -> StagePlan:
         return self.stages[-1]
 
     def resolve(self, value: str, stage: int, instruction: Instruction) -> StageRef:
-        """What a ``--from`` value (expanded) names from stage ``stage``: an earlier
-        stage by name or index, else an image. ONBUILD triggers, which come from a base
-        image while the build runs, are resolved with this too."""
-        return _resolve_source(self.containerfile, stage, value, instruction,
-                               self.image_exists)
+        """What a ``--from`` value (expanded) names from stage ``stage`` (ONBUILD
+        triggers, which come from a base image while the build runs, are resolved with
+        this too)."""
+        return self.references.source(value, stage, instruction)
+
+
+@dataclass(frozen=True)
+class References:
+    """The one rule for what a name in FROM or ``--from`` means: a named build context
+    first (``--build-context``: an image or a directory; Buildah and BuildKit let it win
+    over a stage of the same name), then an earlier stage by name or index, else an
+    image (one that looks like a stage name must exist)."""
+
+    containerfile: Containerfile
+    image_exists: Callable[[str], bool] = lambda ref: True
+    contexts: Mapping[str, StageRef] = field(default_factory=dict)
+
+    def base(self, name: str, stage: Stage) -> StageRef:
+        """What ``FROM name`` names in ``stage``."""
+        context = self.contexts.get(name)
+        if context is not None:
+            if context.directory is not None:  # as Buildah: only an image can be a base
+                raise PlanError(
+                    f"FROM {name}: build context {name!r} is a directory, not an image; "
+                    "only docker-image:// and oci-layout:// contexts can be a base",
+                    stage.base.location)
+            return context
+        return _resolve_base(self.containerfile, name, stage)
+
+    def source(self, value: str, stage: int, instruction: Instruction) -> StageRef:
+        """What ``--from=value`` (expanded) names in stage ``stage``."""
+        context = self.contexts.get(value)
+        if context is not None:
+            return context
+        ref = _resolve_source(self.containerfile, stage, value, instruction, self.image_exists)
+        if ref.stage is not None:  # a stage by index whose name is a context
+            name = self.containerfile.stages[ref.stage].name
+            if name is not None and name in self.contexts:
+                return self.contexts[name]
+        return ref
 
 
 def _stage_index(
@@ -105,8 +143,13 @@ def make_plan(
     *,
     target: str | None = None,
     image_exists: Callable[[str], bool] = lambda ref: True,
+    contexts: Mapping[str, StageRef] | None = None,
+    skip_unused: bool = True,
 ) -> BuildPlan:
-    """Resolve stages, ``--from`` references and the target; check for unknown stages and cycles."""
+    """Resolve stages, every ``--from`` reference (named ``contexts`` included) and the
+    target; check for unknown stages and cycles. With ``skip_unused`` false every stage up
+    to the target is built, as with Buildah's ``--skip-unused-stages=false``."""
+    references = References(containerfile, image_exists, dict(contexts or {}))
     if not containerfile.stages:
         raise PlanError(f"planning {containerfile.path}: no FROM instruction")
     escape = containerfile.escape
@@ -122,10 +165,10 @@ def make_plan(
     plans: list[StagePlan] = []
     for stage in containerfile.stages:
         base_name = expand(stage.base.image, global_values, escape, stage.base.location)
-        plan = StagePlan(stage, _resolve_base(containerfile, base_name, stage))
+        plan = StagePlan(stage, references.base(base_name, stage))
         if plan.base.stage is not None:
             plan.deps.add(plan.base.stage)
-        _scan_stage(containerfile, plan, scope, global_values, image_exists)
+        _scan_stage(references, plan, scope, global_values)
         plans.append(plan)
 
     target_index = len(plans) - 1
@@ -134,9 +177,11 @@ def make_plan(
         if not matches:
             raise PlanError(f"building: target stage {target!r} not found")
         target_index = matches[0]
-    order = _order(plans, target_index)
+    roots = [target_index] if skip_unused else [*range(target_index), target_index]
+    order = _order(plans, roots)
+    order = order[: order.index(target_index) + 1]  # a stage built on the target is unused
     return BuildPlan(containerfile, [plans[i] for i in order], global_values, scope,
-                     image_exists)
+                     references)
 
 
 def _resolve_base(containerfile: Containerfile, name: str, stage: Stage) -> StageRef:
@@ -149,16 +194,11 @@ def _resolve_base(containerfile: Containerfile, name: str, stage: Stage) -> Stag
     return StageRef(image=name)
 
 
-def _scan_stage(
-    containerfile: Containerfile,
-    plan: StagePlan,
-    scope: ArgScope,
-    global_values: Mapping[str, str],
-    image_exists: Callable[[str], bool],
-) -> None:
+def _scan_stage(references: References, plan: StagePlan, scope: ArgScope,
+                global_values: Mapping[str, str]) -> None:
     """Walk a stage with its ARG/ENV values (as the executor will) to resolve every
     ``--from`` it uses."""
-    escape = containerfile.escape
+    escape = references.containerfile.escape
     stage_scope = scope.child()
     env: dict[str, str] = {}
     for position, instruction in enumerate(plan.stage.instructions):
@@ -169,15 +209,14 @@ def _scan_stage(
             env.update(apply_env(instruction, values, escape))
         elif isinstance(instruction, CopyInstruction) and instruction.from_:
             value = expand(instruction.from_, values, escape, instruction.location)
-            plan.sources[position] = _depend(plan, _resolve_source(
-                containerfile, plan.index, value, instruction, image_exists))
+            plan.sources[position] = _depend(
+                plan, references.source(value, plan.index, instruction))
         elif isinstance(instruction, RunInstruction) and \
                 any(mount.from_ for mount in instruction.mounts):
             plan.mounts[position] = tuple(
-                _depend(plan, _resolve_source(
-                    containerfile, plan.index,
-                    expand(mount.from_, values, escape, instruction.location),
-                    instruction, image_exists)) if mount.from_ else None
+                _depend(plan, references.source(
+                    expand(mount.from_, values, escape, instruction.location), plan.index,
+                    instruction)) if mount.from_ else None
                 for mount in instruction.mounts)
 
 
@@ -214,8 +253,9 @@ def _resolve_source(
     return StageRef(image=value)
 
 
-def _order(plans: list[StagePlan], target: int) -> list[int]:
-    """Stages reachable from the target, dependencies first; cycles are errors."""
+def _order(plans: list[StagePlan], roots: list[int]) -> list[int]:
+    """Stages reachable from the roots (the target last), dependencies first; cycles
+    are errors."""
     state: dict[int, str] = {}
     order: list[int] = []
 
@@ -234,7 +274,8 @@ def _order(plans: list[StagePlan], target: int) -> list[int]:
         state[index] = "done"
         order.append(index)
 
-    visit(target, [])
+    for root in roots:
+        visit(root, [])
     return order
 
 

@@ -243,22 +243,45 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- import
 
 
-def import_image(store: Store, src: str, names: Sequence[str] = ()) -> ImageRecord:
+def import_image(store: Store, src: str, names: Sequence[str] = (),
+                 platform: Platform | None = None) -> ImageRecord:
     """Copy an image from oci:, oci-archive: or docker-archive: into the store,
-    verifying every blob's digest; the manifest and config bytes are kept."""
+    verifying every blob's digest; the manifest and config bytes are kept. From an
+    image index the entry for ``platform`` (anything with ``os`` and ``architecture``;
+    default the host's) is taken."""
     transport, rest = parse_transport(src)
     path, ref = split_path_ref(rest)
     replay.watch(path / "index.json" if transport == "oci" else path)
+    want = platform or host_platform()
     if transport == "oci":
-        return _import_oci(store, Layout(path, create=False), ref, names)
+        return _import_oci(store, Layout(path, create=False), ref, names, want)
     if transport == "oci-archive":
         with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
             _extract(path, Path(tmp))
-            return _import_oci(store, Layout(Path(tmp), create=False), ref, names)
+            return _import_oci(store, Layout(Path(tmp), create=False), ref, names, want)
     if transport == "docker-archive":
         return _import_docker_archive(store, path, ref, names)
     raise UsageError(f"importing image from {src!r}: unsupported transport {transport!r}",
                      hint=f"use one of {', '.join(t + ':' for t in TRANSPORTS)}")
+
+
+def read_image_index(store: Store, src: str) -> bytes | None:
+    """The image index ``oci:DIR[:REF]`` or ``oci-archive:FILE[:REF]`` names, or None
+    when the name is a single image's manifest (``--all-platforms`` reads it)."""
+    transport, rest = parse_transport(src)
+    path, ref = split_path_ref(rest)
+    if transport not in ("oci", "oci-archive"):
+        return None
+
+    def read(layout: Layout) -> bytes | None:
+        desc = _select(layout.read_index(), ref, str(layout.root))
+        return _verified(layout, desc) if desc.media_type in INDEX_TYPES else None
+
+    if transport == "oci":
+        return read(Layout(path, create=False))
+    with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
+        _extract(path, Path(tmp))
+        return read(Layout(Path(tmp), create=False))
 
 
 def _extract(archive: Path, dest: Path) -> None:
@@ -282,14 +305,14 @@ def _select(index: Index, ref: str | None, source: str) -> Descriptor:
 
 
 def _import_oci(store: Store, layout: Layout, ref: str | None,
-                names: Sequence[str]) -> ImageRecord:
+                names: Sequence[str], platform: Platform) -> ImageRecord:
     desc = _select(layout.read_index(), ref, str(layout.root))
     while desc.media_type in INDEX_TYPES:
         nested = Index.from_json(_verified(layout, desc))
         if not nested.manifests:
             raise ImageError(f"reading {layout.root}: empty image index")
         if any(d.platform for d in nested.manifests):
-            desc = choose(((d.platform, d) for d in nested.manifests), host_platform(),
+            desc = choose(((d.platform, d) for d in nested.manifests), platform,
                           str(layout.root))
         else:
             desc = nested.manifests[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.build.imagetree import read_image
+from tests.build.remote_servers import file_server, git_daemon, git_http  # noqa: F401
 from tests.conftest import REPO, Pybuild
 
 BUILDAH = shutil.which("buildah")

@@ -3,7 +3,8 @@
 Only builds without RUN (FROM scratch) are compared, so the two builders see
 identical inputs. Intended differences, removed before comparing:
 
-* Buildah adds the label ``io.buildah.version``; pybuild does not brand images.
+* Buildah adds the label ``io.buildah.version``, pybuild ``io.pybuild.version`` (the
+  identity labels, see tests/build/test_bud_flags.py).
 * After a RUN, Buildah leaves the empty mount points it made for the sandbox
   (``/dev``, ``/proc``, ``/sys``, ``/run``, ``/etc/hosts``, ...) in the image;
   pybuild's sandbox leaves no trace. Those empty entries are ignored.
@@ -31,12 +32,12 @@ pytestmark = pytest.mark.interop
 BUD = CORPUS / "buildah-bud" / "bud"
 COMPARED = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
             "Labels", "StopSignal")
-BRAND_LABEL = "io.buildah.version"
+BRAND_LABELS = ("io.buildah.version", "io.pybuild.version")
 
 
 def _config(config: dict) -> dict:
     body = dict(config.get("config") or {})
-    labels = {k: v for k, v in (body.get("Labels") or {}).items() if k != BRAND_LABEL}
+    labels = {k: v for k, v in (body.get("Labels") or {}).items() if k not in BRAND_LABELS}
     body["Labels"] = labels or None
     return {key: body.get(key) or None for key in COMPARED}
 

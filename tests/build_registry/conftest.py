@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "registry"))
 
 from registry_fixtures import registry  # noqa: E402,F401 - fixture
 
+from tests.build.conftest import buildah  # noqa: E402,F401 - fixture
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -89,7 +89,7 @@ def test_single_platform_with_manifest(tmp_path: Path) -> None:
      "the images cannot share a tag"),
     (["--platform", "linux/amd64,,linux/arm64", "--manifest", "m"], "empty platform"),
     (["--platform", "linux/arm64,linux/arm64", "--manifest", "m"], "a platform is listed twice"),
-    (["--all-platforms"], "--all-platforms: not supported"),
+    (["--all-platforms"], "--all-platforms: the build uses no base image but scratch"),
 ])
 def test_platform_usage_errors(tmp_path: Path, flags: list[str], message: str) -> None:
     pybuild = runner(tmp_path, "store")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.cli import VERSION
 from builder.store import Store
 from builder.store.containers import ConfigChanges, apply_config, create_container, find_container
 from tests.build.imagetree import read_image
@@ -56,7 +57,7 @@ def test_container_lives_across_processes(bb: Pybuild, tmp_path: Path) -> None:
     assert len(image_id) == 64
     assert bb("run", "result:1").stdout == "copied\n"
     config, tree = read_image(bb.root, "localhost/result:1")
-    assert config["config"]["Labels"] == {"stage": "two"}
+    assert config["config"]["Labels"] == {"stage": "two", "io.pybuild.version": VERSION}
     assert tree["data/in.txt"][2:4] == (65534, 65534)
     assert len(config["rootfs"]["diff_ids"]) == 4  # busybox's three layers plus one
     assert bb("containers", "-q").stdout == ""

@@ -1,21 +1,28 @@
-"""Containerfile.examples/ci/build.sh, run as a CI job would run it, on two "runners"."""
+"""Containerfile.examples/ci/build.sh, run as a CI job would run it: on two "runners"
+sharing a registry cache, and on the example's own Containerfile with ARTIFACTS set,
+where ``bud --output`` extracts what the job keeps."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import EXAMPLES, REPO, Pybuild, copy_store
 
 SCRIPT = REPO / "Containerfile.examples" / "ci" / "build.sh"
 
 
-def _job(store: Path, registry_host: str, context: Path) -> subprocess.CompletedProcess[str]:
+def _job(store: Path, registry_host: str, context: Path,
+         **extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYBUILD_ROOT": str(store), "REGISTRY": f"{registry_host}/ci",
            "CI_COMMIT_SHA": "abc123",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra}
     return subprocess.run(["sh", str(SCRIPT), str(context)], env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -38,3 +45,19 @@ def test_second_runner_hits_the_shared_cache(tmp_path: Path, registry) -> None: 
         capture_output=True, text=True,
     )
     assert pulled.returncode == 0, pulled.stderr
+
+
+@pytest.mark.sandbox
+def test_job_extracts_artifacts_with_output(tmp_path: Path, registry,  # type: ignore[no-untyped-def]
+                                            busybox_store: Path) -> None:
+    context = tmp_path / "ci"
+    shutil.copytree(EXAMPLES / "ci", context)
+    store = copy_store(busybox_store, Pybuild(tmp_path / "runner")).root
+    artifacts = tmp_path / "artifacts"
+    job = _job(store, registry.host, context, ARTIFACTS=str(artifacts))
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert (artifacts / "test-report.txt").read_text() == "selftest: 1 passed\n"
+    assert stat.S_IMODE((artifacts / "app").stat().st_mode) == 0o755
+    assert sorted(p.name for p in artifacts.iterdir()) == ["app", "test-report.txt"]
+    shipped = Pybuild(store)("run", f"{registry.host}/ci/app:abc123", check=False)
+    assert shipped.stdout == "hello, world\n", shipped.output

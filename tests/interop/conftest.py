@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.build.conftest import Buildah, buildah  # noqa: F401  (a fixture used by the tests)
+from tests.build.remote_servers import file_server, git_http  # noqa: F401  (fixtures)
 from tests.conftest import REPO
 from tests.interop.buildah_overlay import OverlayBuildah
 

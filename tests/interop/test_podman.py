@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.cli import VERSION
 from tests.conftest import Pybuild
 
 pytestmark = [pytest.mark.interop, pytest.mark.sandbox]
@@ -96,7 +97,7 @@ def test_podman_load_and_pull_show_pybuilds_config(podman: Podman,
     assert "GREETING=hello podman" in config["Env"] and "APP=/srv/app" in config["Env"]
     assert config["WorkingDir"] == "/srv/app"
     assert config["User"] == "nobody"
-    assert config["Labels"] == {"org.example.case": "podman"}
+    assert config["Labels"] == {"org.example.case": "podman", "io.pybuild.version": VERSION}
     assert "8080/tcp" in config["ExposedPorts"]
     assert len(inspected["RootFS"]["Layers"]) == 5  # busybox's three, WORKDIR, RUN
 

@@ -29,3 +29,11 @@ def test_mypy_strict_is_clean() -> None:
 
 def test_ruff_is_clean() -> None:
     _check("ruff", "check", "builder", "tests", "bench")
+
+
+def test_no_import_cycle_or_backward_edge() -> None:
+    """scripts/imports.py counts every import (in functions and under TYPE_CHECKING too)."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "imports.py")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cycles: 0" in result.stdout and "backward edges: 0" in result.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.commands.images import human_size
 from builder.commands.inspect import render
 from builder.store import Store
 from builder.store.transports import export_image
@@ -28,7 +29,7 @@ def test_images_table_and_variants(pybuild, image) -> None:
     assert pybuild("images", "-q", "--no-trunc").stdout.split() == [image.id]
     assert image.manifest_digest in pybuild("images", "--digests").stdout
     data = json.loads(pybuild("images", "--json").stdout)
-    assert data[0]["names"] == ["localhost/app:1.0"] and data[0]["size"] == image.size
+    assert data[0]["names"] == ["localhost/app:1.0"] and data[0]["size"] == human_size(image.size)
 
 
 def test_empty_store_lists_header_only(pybuild) -> None:
