@@ -15,6 +15,7 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ ContextError           context missing, path escapes the context
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
+    │  └─ IdMapError          a file owner outside the user namespace's id map
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
     ├─ StoreError             image not found, store locked/unwritable
     │  └─ ImageNotFound
@@ -122,6 +123,13 @@ class IgnoreError(PybuildError):
 
 class SandboxError(PybuildError):
     code = "sandbox"
+
+
+class IdMapError(SandboxError):
+    """A file owned by an id the rootless user namespace does not map (names the file,
+    the id and how to widen /etc/subuid and /etc/subgid)."""
+
+    code = "id-map"
 
 
 class LayerError(PybuildError):

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("builder.instructions", "builder.ignore"),
     ("builder.lint", "builder.plan", "builder.context"),
     ("builder.image",),
-    ("builder.rootfs",),
+    ("builder.rootfs", "builder.userns"),
     ("builder.registry",),
     ("builder.store", "builder.containers", "builder.transports", "builder.manifests",
      "builder.check"),
