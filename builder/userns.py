@@ -292,7 +292,7 @@ def owner_error(action: str, path: str, uid: int, gid: int) -> IdMapError:
     what = " and ".join(missing) or f"{uid}:{gid}"
     host_uid, _ = caller_ids()
     user = _user_name(host_uid)
-    need = max(uid, gid) + 1
+    need = max(uid, gid)  # ids 1..N come from N subordinate ids
     return IdMapError(
         f"{action}: {path!r} is owned by {what}, outside the ids this user namespace maps "
         f"(uids {_span(uids)}, gids {_span(gids)})",

@@ -61,6 +61,7 @@ def test_output_single_stage(tmp_path: Path, pybuild: Pybuild) -> None:
     assert IMAGE_ID.match(lines[-1]) and lines[4][4:] == lines[-1][:12]
 
 
+@pytest.mark.rootless
 def test_output_multi_stage_and_quiet(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch AS a\nCOPY a /a\nFROM scratch\n"
                                  "COPY --from=a /a /b\n", a="a")
@@ -71,6 +72,7 @@ def test_output_multi_stage_and_quiet(tmp_path: Path, pybuild: Pybuild) -> None:
     assert len(quiet.stdout.splitlines()) == 1 and IMAGE_ID.match(quiet.stdout.strip())
 
 
+@pytest.mark.rootless
 def test_build_alias_tags_and_iidfile(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch\nLABEL a=b\n")
     iid = tmp_path / "iid"
@@ -162,6 +164,7 @@ def test_arg_scope_copy_from(file: str, flags: tuple[str, ...], expected: str, t
 # stages
 
 
+@pytest.mark.rootless
 def test_target_builds_only_needed_stages(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(
         tmp_path,
@@ -174,6 +177,7 @@ def test_target_builds_only_needed_stages(tmp_path: Path, pybuild: Pybuild) -> N
     assert pybuild("bud", context, check=False).returncode == 125
 
 
+@pytest.mark.rootless
 def test_stage_as_base_and_image_as_copy_source(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch AS zero\nCOPY a /a\nFROM zero\nCOPY b /b\n",
                        a="a", b="b")
@@ -214,6 +218,7 @@ def test_format_docker_keeps_docker_only_fields(tmp_path: Path, pybuild: Pybuild
         "application/vnd.docker")
 
 
+@pytest.mark.rootless
 def test_onbuild_triggers_run_in_child(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch\nONBUILD COPY a /from-trigger\n"
                                  "ONBUILD LABEL triggered=yes\n", a="a")
@@ -267,6 +272,7 @@ def test_compat_flags_accepted(tmp_path: Path, pybuild: Pybuild) -> None:
 # COPY and ADD
 
 
+@pytest.mark.rootless
 def test_copy_parents_exclude_heredoc(tmp_path: Path, pybuild: Pybuild) -> None:
     context = tmp_path / "copy-parents"
     shutil.copytree(BUD / "copy-parents", context)
@@ -310,6 +316,7 @@ def http_server(tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.rootless
 def test_add_url_with_checksum(tmp_path: Path, pybuild: Pybuild, http_server: str) -> None:
     import hashlib
 
@@ -327,6 +334,7 @@ def test_add_url_with_checksum(tmp_path: Path, pybuild: Pybuild, http_server: st
             f"want sha256:{bad}") in res.stderr
 
 
+@pytest.mark.rootless
 @pytest.mark.parametrize("mode", ["gz", "bz2", "xz", "", "zst"])
 def test_add_extracts_archives_safely(mode: str, tmp_path: Path, pybuild: Pybuild) -> None:
     import io
