@@ -5,6 +5,11 @@ A ``Session`` is one image store. ``session.from_image("alpine")`` gives a
 exactly as the ``from``/``run``/``copy``/``config``/``commit`` commands do
 (the state is the same, so the CLI sees API-made containers and back).
 Options are frozen dataclasses; errors are ``builder.errors.PybuildError``.
+
+For an ordinary user, creating a ``Session`` moves the whole process into
+pybuild's user namespace, as the CLI does for its commands (``builder.userns``;
+Buildah asks the same of Go programs that use it as a library): do it before the
+program starts threads, or run the program under ``pybuild unshare``.
 """
 
 from __future__ import annotations
@@ -78,10 +83,13 @@ class Session:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  driver: str | None = None) -> None:
+        from builder import userns
         from builder.cli import default_root
         from builder.store import Store
 
-        self.store: Store = Store(Path(root) if root is not None else default_root())
+        store_root = Path(root) if root is not None else default_root()
+        userns.enter()
+        self.store: Store = Store(store_root)
         self.driver = driver
 
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:

@@ -55,6 +55,18 @@ class Pybuild:
     def own(self, path: Path) -> None:
         """Make ``path`` (written by the test) the lane user's; nothing to do as root."""
 
+    def python(self, *argv: str) -> list[str]:
+        """A Python command run as the lane's user (with ``env``)."""
+        return [sys.executable, *argv]
+
+    def command(self, *argv: str) -> list[str]:
+        """Any command run as the lane's user (with ``env``)."""
+        return list(argv)
+
+    def bin_dir(self) -> Path:
+        """A directory with a ``pybuild`` executable, for scripts (to put on PATH)."""
+        return Path(sys.executable).parent
+
     def __call__(
         self,
         *args: str | os.PathLike[str],
@@ -97,6 +109,17 @@ class RootlessPybuild(Pybuild):
 
     def own(self, path: Path) -> None:
         self.user.own(path)
+
+    def python(self, *argv: str) -> list[str]:
+        from tests.lanes import SYSTEM_PYTHON
+
+        return self.user.command(SYSTEM_PYTHON, *argv)
+
+    def command(self, *argv: str) -> list[str]:
+        return self.user.command(*argv)
+
+    def bin_dir(self) -> Path:
+        return self.user.pythonpath / "bin"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
