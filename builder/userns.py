@@ -231,13 +231,14 @@ class _MapHelper:
                 os.close(self.go_w)
                 os.close(self.done_r)
                 if os.read(go_r, 1) == b"g":
+                    procs = [subprocess.Popen(command, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True)
+                             for command in commands]  # both at once
                     errors = []
-                    for command in commands:
-                        proc = subprocess.run(command, capture_output=True, text=True)
+                    for command, proc in zip(commands, procs):
+                        output = proc.communicate()[0]
                         if proc.returncode != 0:
-                            errors.append(f"{os.path.basename(command[0])}: "
-                                          f"{(proc.stderr or proc.stdout).strip()}")
-                            break
+                            errors.append(f"{os.path.basename(command[0])}: {output.strip()}")
                     os.write(done_w, "; ".join(errors).encode()[:4000] or b"ok")
                 code = 0
             finally:
