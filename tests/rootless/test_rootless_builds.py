@@ -388,11 +388,16 @@ def test_two_users_build_at_once(tmp_path: Path, busybox_layout: str,
         assert listing[-1]["who"][4] == len(user.name) + 1
 
 
-def test_unshare(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_unshare(tmp_path: Path, request: pytest.FixtureRequest, busybox_store: Path) -> None:
     for lane in ("root", "rootless"):
         directory = tmp_path / lane
         directory.mkdir()
-        pybuild = lane_runner(lane, directory, request)
+        pybuild = copy_store(busybox_store, lane_runner(lane, directory, request))
+        name = pybuild("from", "busybox").stdout.strip()
+        mounted = pybuild("unshare", "--mount", f"R={name}", "sh", "-c",
+                          'test -x "$R/bin/busybox" && echo "$R"').stdout.strip()
+        assert mounted.endswith("/merged")  # mounted for the command only
+        assert not os.path.ismount(mounted)
         out = pybuild("unshare", "sh", "-c",
                       'id -u; echo "$PYBUILD_ROOT"; cat /proc/self/uid_map').stdout.split("\n")
         assert out[:2] == ["0", str(pybuild.root)]
