@@ -20,6 +20,12 @@ files created after many were deleted cost 100-600 us each instead of about
 inodes; Buildah deletes its working containers at the end of each build, so
 whatever ran right after it would pay for that. ``--rounds N`` repeats the
 cold builds, alternating which builder goes first, and reports the median.
+
+``--rootless USER`` compares rootless builds instead (USER needs /etc/subuid and
+/etc/subgid ranges; ``tests/lanes.py`` makes such a user and the copy of pybuild
+it runs, with the system python): per case, a cold build by root pybuild, by
+rootless pybuild, and by rootless Buildah on an overlay store and on a vfs
+store, with the ratios rootless/root and rootless pybuild/each Buildah.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.lanes: running pybuild as an ordinary user
+
+from tests.lanes import SYSTEM_PYTHON, RootlessUser, make_rootless_user  # noqa: E402
+
 DEFAULT_BENCH = REPO.parent / "shared" / "bench"
 NEEDS_BASE = {"busybox-run", "multistage", "rebuild"}
 # pybuild runs as an installed package would: from compiled bytecode (pip compiles at
@@ -82,27 +92,39 @@ class Settler:
 
 
 class Builders:
-    def __init__(self, work: Path, settle: Settler) -> None:
+    """Runs the builders as root, or as ``user`` (an ordinary user, ``--rootless``)."""
+
+    def __init__(self, work: Path, settle: Settler, user: RootlessUser | None = None) -> None:
         self.work = work
         self.n = 0
         self.settle = settle
+        self.user = user
 
     def fresh(self, name: str) -> Path:
         self.n += 1
         path = self.work / f"{name}-{self.n}"
         path.mkdir(parents=True)
+        if self.user is not None:
+            self.user.own(path)
         return path
 
-    def buildah(self, root: Path, ctx: Path, args: list[str]) -> Timing:
-        return self.timed("buildah", [
-            "buildah", "--root", str(root / "root"), "--runroot", str(root / "run"),
-            "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)])
+    def buildah(self, root: Path, ctx: Path, args: list[str], driver: str | None = None) -> Timing:
+        argv = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"),
+                *(["--storage-driver", driver] if driver else []),
+                "bud", "--layers", "--isolation", "chroot", "-t", "bench", *args, str(ctx)]
+        if self.user is not None:
+            return self.timed(f"rootless buildah {driver}", self.user.command(*argv))
+        return self.timed("buildah", argv)
 
-    def pybuild(self, root: Path, ctx: Path, args: list[str]) -> Timing:
+    def pybuild(self, root: Path, ctx: Path, args: list[str], rootless: bool = False) -> Timing:
         label = args[args.index("--compression") + 1] if "--compression" in args else "default"
-        return self.timed(f"pybuild {label}", [
-            sys.executable, "-m", "builder", "--root", str(root / "store"),
-            "bud", "-t", "bench", *args, str(ctx)], env=PYBUILD_ENV)
+        argv = ["-m", "builder", "--root", str(root / "store"), "bud", "-t", "bench", *args,
+                str(ctx)]
+        if rootless:
+            assert self.user is not None
+            return self.timed(f"rootless pybuild {label}", self.user.command(SYSTEM_PYTHON, *argv),
+                              env=PYBUILD_ENV)
+        return self.timed(f"pybuild {label}", [sys.executable, *argv], env=PYBUILD_ENV)
 
     def timed(self, what: str, argv: list[str], env: dict[str, str] | None = None) -> Timing:
         self.settle()
@@ -149,6 +171,9 @@ def main() -> int:
                         help="cold builds per case and builder; medians are reported")
     parser.add_argument("--idle", type=float, default=120.0,
                         help="seconds between the end of one timed build and the start of the next")
+    parser.add_argument("--rootless", metavar="USER", default=None,
+                        help="compare rootless builds by USER (root pybuild, rootless pybuild, "
+                             "rootless Buildah on overlay and vfs)")
     ns = parser.parse_args()
 
     subprocess.run(["bash", str(ns.bench_dir / "make-contexts.sh"), str(ns.ctx), *ns.cases],
@@ -160,6 +185,8 @@ def main() -> int:
     b = Builders(work, Settler(ns.idle))
     base = make_base(work) if NEEDS_BASE & set(ns.cases) else ""
     debian = make_debian_base(ns.debian_dir) if "debian-run" in ns.cases else ""
+    if ns.rootless:
+        return rootless_main(ns, work, base, debian)
 
     rows: list[tuple[str, Timing, Timing]] = []
     for case in ns.cases:
@@ -189,6 +216,53 @@ def main() -> int:
     if ns.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def rootless_main(ns: argparse.Namespace, work: Path, base: str, debian: str) -> int:
+    """Cold builds of each case by root pybuild, rootless pybuild and rootless Buildah
+    (overlay and vfs stores), all by the same ordinary user but the first."""
+    user = make_rootless_user(work / "rootless", REPO, ns.rootless)
+    subprocess.run([SYSTEM_PYTHON, "-m", "compileall", "-q", str(user.pythonpath / "builder")],
+                   check=True)  # as installed: from bytecode, which the user cannot write
+    for path in (work, ns.ctx, ns.debian_dir):
+        user.reach(path)
+    subprocess.run(["chmod", "-R", "o+rX", str(work), str(ns.ctx)], check=True)
+    b = Builders(work, Settler(ns.idle), user)
+    comp = ns.compression[0] if ns.compression else "gzip"
+    rows: list[tuple[str, list[Timing]]] = []
+    for case in ns.cases:
+        ctx = ns.ctx / case
+        extra = ["--build-arg", f"BASE={base}"] if case in NEEDS_BASE else []
+        if case == "debian-run":
+            extra = ["--build-arg", f"BASE={debian}"]
+        sys.stderr.write(f"{case}:\n")
+        runs: list[list[Timing]] = [[], [], [], []]
+        for n in range(ns.rounds):
+            for index in range(4) if n % 2 == 0 else range(3, -1, -1):
+                runs[index].append(_rootless_build(b, index, case, ctx, extra, comp))
+        rows.append((case, [median(r) for r in runs]))
+    print(f"\n{'case (cold, ' + comp + ')':<22} {'root s':>7} {'rootless s':>10} {'ratio':>6} "
+          f"{'bah ovl s':>9} {'ratio':>6} {'bah vfs s':>9} {'ratio':>6}")
+    for case, (root, rootless, overlay, vfs) in rows:
+        ok = "" if all(t.returncode == 0 for t in (root, rootless, overlay, vfs)) else "  FAILED"
+        print(f"{case:<22} {root.seconds:>7.2f} {rootless.seconds:>10.2f} "
+              f"{rootless.seconds / root.seconds:>6.2f} {overlay.seconds:>9.2f} "
+              f"{rootless.seconds / overlay.seconds:>6.2f} {vfs.seconds:>9.2f} "
+              f"{rootless.seconds / vfs.seconds:>6.2f}{ok}")
+    if ns.work is None:
+        subprocess.run([SYSTEM_PYTHON, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1])",
+                        str(work)], check=False)
+    return 0
+
+
+def _rootless_build(b: Builders, index: int, case: str, ctx: Path, extra: list[str],
+                    comp: str) -> Timing:
+    """Build 0: root pybuild, 1: rootless pybuild, 2: rootless Buildah on overlay, 3: on vfs."""
+    if index < 2:
+        return b.pybuild(b.fresh(f"{('root', 'rootless')[index]}-{case}"), ctx,
+                         [*extra, "--compression", comp], rootless=index == 1)
+    driver = ("overlay", "vfs")[index - 2]
+    return b.buildah(b.fresh(f"buildah-{driver}-{case}"), ctx, extra, driver)
 
 
 def median(timings: list[Timing]) -> Timing:

@@ -5,6 +5,11 @@ A ``Session`` is one image store. ``session.from_image("alpine")`` gives a
 exactly as the ``from``/``run``/``copy``/``config``/``commit`` commands do
 (the state is the same, so the CLI sees API-made containers and back).
 Options are frozen dataclasses; errors are ``builder.errors.PybuildError``.
+
+For an ordinary user, creating a ``Session`` moves the whole process into
+pybuild's user namespace, as the CLI does for its commands (``builder.userns``;
+Buildah asks the same of Go programs that use it as a library): do it before the
+program starts threads, or run the program under ``pybuild unshare``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import builder.cache.index  # noqa: F401 - registers the build cache's gc roots
-from builder import replay
+from builder import replay, userns
 from builder.context import open_context, read_containerfile
 from builder.errors import StepError
 from builder.executor.build import BuildOptions, build
@@ -106,19 +111,19 @@ class Session:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  driver: str | None = None) -> None:
-        self.store: Store = Store(Path(root if root is not None else replay.default_root()))
+        store_root = Path(root if root is not None else replay.default_root())
+        userns.enter()
+        self.store: Store = Store(store_root)
         self.driver = driver
 
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
         """A new working container from an image (pulled when needed) or "scratch"."""
-
         made = create_container(self.store, image, name=options.name, pull=options.pull,
                                 driver=self.driver, registry_options=options.registry)
         return WorkingContainer(self.store, made.id, made.name)
 
     def container(self, name_or_id: str) -> WorkingContainer:
         """An existing working container (made here, by the CLI, or in another process)."""
-
         found = find_container(self.store, name_or_id)
         return WorkingContainer(self.store, found.id, found.name)
 
@@ -128,7 +133,6 @@ class Session:
 
     def build(self, request: BuildRequest) -> str:
         """Build a context as ``pybuild bud`` does; returns the image ID."""
-
         context = open_context(request.context)
         options = BuildOptions(
             context=context, containerfile=read_containerfile(context, request.containerfile),
@@ -140,20 +144,17 @@ class Session:
 
     def push(self, image: str, dest: str, options: RegistryOptions | None = None) -> str:
         """Push a stored image to ``[docker://]host/repo[:tag]``; the manifest digest."""
-
         return push_image(self.store, image, dest.removeprefix("docker://"),
                           options or RegistryOptions())
 
     def pull(self, ref: str, options: RegistryOptions | None = None) -> str:
         """Pull an image into the store; its image ID."""
-
         return pull_image(self.store, ref.removeprefix("docker://"),
                           options or RegistryOptions(), quiet=True).id
 
     def push_manifest_list(self, name: str, dest: str,
                            options: RegistryOptions | None = None) -> str:
         """Push a manifest list and its images; the list's digest."""
-
         return push_manifest_list(self.store, name, dest, options)
 
 
@@ -201,7 +202,6 @@ class WorkingContainer:
 
     def commit(self, image: str | None = None, options: CommitOptions = CommitOptions()) -> str:
         """Write an image (named ``image`` when given); returns the image ID."""
-
         return commit_container(self.store, self.id, image, format=options.format,
                                 squash=options.squash, rm=options.rm,
                                 compression=options.compression,

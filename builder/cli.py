@@ -6,6 +6,11 @@ of the chosen subcommand is imported, so ``pybuild --version`` stays fast, and
 a rebuild with unchanged inputs is answered by ``builder.replay`` before
 anything else is loaded. This is the only module (with the command modules)
 that prints.
+
+For an ordinary user, every command that touches the store runs in a user and
+mount namespace where the user is root (``builder.userns``), entered once the
+command line is parsed; ``--version``, ``parse``, ``lint``, registry log-ins and
+searches, and rebuilds ``builder.replay`` answers, stay outside.
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("builder.commands.info", "show version information"),
     "check": ("builder.commands.check", "verify (and --repair) the image store"),
     "prune": ("builder.commands.prune", "remove unused blobs, dangling images and caches"),
+    "unshare": ("builder.commands.unshare", "run a command in pybuild's user namespace"),
 }
+# commands that never touch the store run outside the rootless user namespace
+_OUTSIDE_NAMESPACE = frozenset({"parse", "lint", "version", "login", "logout", "search"})
 
 
 class GlobalOptions:
@@ -128,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     args.command = ns.command
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if ns.command not in _OUTSIDE_NAMESPACE:
+            from builder import userns
+
+            userns.enter()
         return int(module.run(args, options) or 0)
     except KeyboardInterrupt:
         print("pybuild: interrupted", file=sys.stderr)

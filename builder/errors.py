@@ -16,6 +16,7 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ PatternError           a glob Go's filepath.Match would reject
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
+    │  └─ IdMapError          a file owner outside the user namespace's id map
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
     ├─ ExportError            bud --output could not write its destination
     ├─ StoreError             image not found, store locked/unwritable
@@ -129,6 +130,13 @@ class IgnoreError(PybuildError):
 
 class SandboxError(PybuildError):
     code = "sandbox"
+
+
+class IdMapError(SandboxError):
+    """A file owned by an id the rootless user namespace does not map (names the file,
+    the id and how to widen /etc/subuid and /etc/subgid)."""
+
+    code = "id-map"
 
 
 class LayerError(PybuildError):

@@ -61,7 +61,8 @@ def default_root() -> str:
     env = os.environ.get("PYBUILD_ROOT")
     if env:
         return env
-    if os.geteuid() == 0:
+    # uid 0 in the user namespace of a rootless pybuild (builder.userns) is still the user
+    if os.geteuid() == 0 and not os.environ.get("_PYBUILD_USERNS_CONFIGURED"):
         return "/var/lib/pybuild"
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                            "share")

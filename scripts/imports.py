@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("builder.instructions", "builder.ignore"),
     ("builder.lint", "builder.plan", "builder.context", "builder.preprocess"),
     ("builder.image",),
-    ("builder.rootfs", "builder.fetch"),
+    ("builder.rootfs", "builder.fetch", "builder.userns"),
     # what steps do to a root file system: run in the sandbox, copy, config edits
     ("builder.executor.users", "builder.executor.config", "builder.executor.output",
      "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts",

@@ -1,4 +1,8 @@
-"""Fixtures shared by every test package: paths and a real `pybuild` subprocess."""
+"""Fixtures shared by every test package: paths and a real `pybuild` subprocess.
+
+Tests marked ``rootless`` that use the ``pybuild`` runner run in two lanes, ``[root]``
+and ``[rootless]`` (an unprivileged user with subordinate ids; tests/lanes.py).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.lanes import RootlessUser, make_rootless_user
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -36,9 +42,30 @@ class Result:
 class Pybuild:
     """Runs the real CLI in a subprocess against one store root."""
 
+    lane = "root"
+
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.env = {**os.environ, "PYBUILD_ROOT": str(root), **(env or {})}
+
+    def argv(self) -> list[str]:
+        """The command that starts pybuild (for tests that run it themselves, with ``env``)."""
+        return [sys.executable, "-m", "builder"]
+
+    def own(self, path: Path) -> None:
+        """Make ``path`` (written by the test) the lane user's; nothing to do as root."""
+
+    def python(self, *argv: str) -> list[str]:
+        """A Python command run as the lane's user (with ``env``)."""
+        return [sys.executable, *argv]
+
+    def command(self, *argv: str) -> list[str]:
+        """Any command run as the lane's user (with ``env``)."""
+        return list(argv)
+
+    def bin_dir(self) -> Path:
+        """A directory with a ``pybuild`` executable, for scripts (to put on PATH)."""
+        return Path(sys.executable).parent
 
     def __call__(
         self,
@@ -49,7 +76,7 @@ class Pybuild:
         timeout: float = 600,
     ) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "builder", *map(str, args)],
+            [*self.argv(), *map(str, args)],
             capture_output=True,
             text=True,
             cwd=cwd,
@@ -66,10 +93,75 @@ class Pybuild:
         return result
 
 
+class RootlessPybuild(Pybuild):
+    """Runs the CLI as the rootless lane's user (the store is the user's)."""
+
+    lane = "rootless"
+
+    def __init__(self, root: Path, user: RootlessUser, env: dict[str, str] | None = None) -> None:
+        super().__init__(root, {**user.env(), **(env or {})})
+        self.user = user
+
+    def argv(self) -> list[str]:
+        from tests.lanes import SYSTEM_PYTHON
+
+        return self.user.command(SYSTEM_PYTHON, "-m", "builder")
+
+    def own(self, path: Path) -> None:
+        self.user.own(path)
+
+    def python(self, *argv: str) -> list[str]:
+        from tests.lanes import SYSTEM_PYTHON
+
+        return self.user.command(SYSTEM_PYTHON, *argv)
+
+    def command(self, *argv: str) -> list[str]:
+        return self.user.command(*argv)
+
+    def bin_dir(self) -> Path:
+        return self.user.pythonpath / "bin"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "lane" in metafunc.fixturenames and metafunc.definition.get_closest_marker("rootless"):
+        metafunc.parametrize("lane", ["root", "rootless"], indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:  # the rootless lane alone: pytest -m rootless_lane
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("lane") == "rootless":
+            item.add_marker(pytest.mark.rootless_lane)
+
+
 @pytest.fixture
-def pybuild(tmp_path: Path) -> Pybuild:
-    """A `pybuild` runner with a fresh store under tmp_path."""
-    return Pybuild(tmp_path / "store")
+def lane(request: pytest.FixtureRequest) -> str:
+    """``root``, or ``rootless`` for the second run of a test marked ``rootless``."""
+    return str(getattr(request, "param", "root"))
+
+
+@pytest.fixture(scope="session")
+def rootless_user(tmp_path_factory: pytest.TempPathFactory) -> RootlessUser:
+    """The unprivileged user of the rootless lane (made once, kept between runs), with a
+    readable copy of the package."""
+    return make_rootless_user(tmp_path_factory.mktemp("rootless-user"), REPO)
+
+
+def lane_runner(lane: str, directory: Path, request: pytest.FixtureRequest) -> Pybuild:
+    """A runner for ``lane`` with a fresh store in ``directory``, which the rootless lane's
+    user is given (its parents made traversable)."""
+    if lane != "rootless":
+        return Pybuild(directory / "store")
+    user: RootlessUser = request.getfixturevalue("rootless_user")
+    user.reach(directory)
+    os.chown(directory, user.uid, user.gid)
+    return RootlessPybuild(directory / "store", user)
+
+
+@pytest.fixture
+def pybuild(tmp_path: Path, lane: str, request: pytest.FixtureRequest) -> Pybuild:
+    """A `pybuild` runner with a fresh store under tmp_path (run by the lane's user)."""
+    return lane_runner(lane, tmp_path, request)
 
 
 def build_busybox_store(parent: Path) -> Path:
@@ -97,6 +189,7 @@ def copy_store(source: Path, pybuild: Pybuild, *skip: str) -> Pybuild:
     in ``skip``)."""
     shutil.copytree(source, pybuild.root, symlinks=True, ignore=shutil.ignore_patterns(
         "workspaces", "tmp", "lock", "gc.lock", "layers", *skip))
+    pybuild.own(pybuild.root)
     return pybuild
 
 

@@ -146,8 +146,15 @@ def _commit(store: Store, args: argparse.Namespace, options: GlobalOptions) -> i
 
 
 def _mount(store: Store, args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store.containers import mount_container
+    from builder import userns
+    from builder.errors import UsageError
+    from builder.store.containers import find_container, mount_container
 
+    if userns.transient() and find_container(store, args.container).driver == "overlay":
+        raise UsageError(
+            f"mounting container {args.container}: as an ordinary user the mount lives in this "
+            "command's user namespace and would vanish when it exits",
+            hint="run it in a 'pybuild unshare' session (as with 'buildah unshare')")
     print(mount_container(store, args.container))
     return 0
 

@@ -28,7 +28,6 @@ def _runc_version() -> str:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    import os
     import platform
 
     from builder.cli import VERSION
@@ -39,13 +38,20 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         for key, value in versions.items():
             print(f"{key + ':':<10} {value}")
         return 0
-    from builder.rootfs.workspace import detect_driver
+    from builder import userns
+    from builder.rootfs.workspace import describe_driver, detect_driver
 
+    driver = options.storage_driver or detect_driver(options.root)
+    rootless = userns.rootless()
+    maps = userns.describe_maps()
     info: dict[str, Mapping[str, object]] = {
-        "store": {"root": str(options.root),
-                  "driver": options.storage_driver or detect_driver(options.root)},
+        "store": {"root": str(options.root), "driver": driver,
+                  "driver_detail": describe_driver(options.root, driver),
+                  "runroot": str(userns.runtime_dir(create=False))},
         "isolation": {"default": "chroot", "available": ["chroot", "oci"],
-                      "rootless": os.geteuid() != 0},
+                      "rootless": rootless,
+                      "uid_map": [list(r) for r in maps["uid"]],
+                      "gid_map": [list(r) for r in maps["gid"]]},
         "versions": versions,
     }
     if args.format == "json":
@@ -54,9 +60,14 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"store root:      {info['store']['root']}")
-    print(f"storage driver:  {info['store']['driver']}")
+    print(f"run root:        {info['store']['runroot']}")
+    print(f"storage driver:  {info['store']['driver_detail']}")
     print("isolation:       chroot (default), oci")
-    print(f"rootless:        {'yes' if os.geteuid() != 0 else 'no'}")
+    print(f"rootless:        {'yes' if rootless else 'no'}")
+    if rootless:
+        for kind in ("uid", "gid"):
+            text = ", ".join(f"{a}->{b}" + (f" ({n})" if n > 1 else "") for a, b, n in maps[kind])
+            print(f"{kind} map:         {text}")
     for key, value in versions.items():
         print(f"{key + ' version:':<16} {value}")
     return 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from builder import replay
+from builder import replay, userns
 from builder.context import context_path, resolve_in_root
 from builder.errors import ContextError, PatternError, StepError
 from builder.globs import has_magic
@@ -624,6 +624,10 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
                              _DOWNLOAD_MODE, mtime)
         writer.finish()
     except OSError as exc:
+        if exc.errno == errno.EINVAL and request.owner and userns.inside():  # an unmapped id
+            where = exc.filename and "/" + os.path.relpath(exc.filename, root)
+            raise userns.owner_error(f"{request.keyword} failed", where or request.dest,
+                                     *request.owner) from None
         raise StepError(
             f"{request.keyword} failed: writing {exc.filename or request.dest}: {exc.strerror}"
         ) from exc
@@ -737,6 +741,18 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
     writer = _Writer(root, None, None, preserve=True)
     dest_rel = os.path.relpath(dest, root)
     dirs: list[tuple[Path, tarfile.TarInfo]] = []
+    skipped: list[str] = []  # device nodes, which a user namespace cannot create
+
+    def chown(target: Path, member: tarfile.TarInfo) -> None:
+        try:
+            os.lchown(target, member.uid, member.gid)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not userns.inside():
+                raise
+            raise userns.owner_error(f"ADD failed: extracting {path.name}",
+                                     "/" + os.path.relpath(target, root),
+                                     member.uid, member.gid) from None
+
     try:
         with _open_tar(path, kind) as tar:
             for member in tar:
@@ -752,8 +768,8 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
                         writer.remove_existing(os.fspath(target))
                         target.mkdir()
                     dirs.append((target, member))
+                    chown(target, member)
                     os.chmod(target, member.mode & 0o7777)
-                    os.lchown(target, member.uid, member.gid)
                     continue
                 writer.remove_existing(os.fspath(target))
                 if member.issym():
@@ -770,6 +786,9 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
                     assert reader is not None
                     with open(target, "wb") as out:
                         shutil.copyfileobj(reader, out)
+                elif (member.ischr() or member.isblk()) and userns.inside():
+                    skipped.append(name)  # skipped as Buildah does
+                    continue
                 elif member.ischr() or member.isblk() or member.isfifo():
                     kind_bits = (stat.S_IFCHR if member.ischr() else
                                  stat.S_IFBLK if member.isblk() else stat.S_IFIFO)
@@ -777,7 +796,7 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
                              os.makedev(member.devmajor, member.devminor))
                 else:
                     continue
-                os.lchown(target, member.uid, member.gid)
+                chown(target, member)
                 if not member.issym():
                     os.chmod(target, member.mode & 0o7777)
                 os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
@@ -785,6 +804,12 @@ def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
         raise StepError(f"ADD failed: extracting {path.name}: {exc}") from exc
     for directory, member in reversed(dirs):
         os.utime(directory, (member.mtime, member.mtime))
+    if skipped:
+        import sys
+
+        sys.stderr.write(f"WARN[0000] ADD: extracting {path.name}: skipped {len(skipped)} device "
+                         f"node(s) ({', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}): "
+                         "device nodes cannot be created in a user namespace\n")
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -228,12 +228,15 @@ def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]
     from builder.executor.users import ResolvedUser
 
     assert isinstance(user, ResolvedUser)
-    rootless = os.geteuid() != 0
+    from builder import userns
+
+    rootless = os.geteuid() != 0  # no user namespace yet: the step makes its own
     config = {
         "root": os.fspath(root), "argv": spec.argv,
         "env": _env_with_defaults(spec, user.home, mounts), "cwd": spec.cwd or "/",
         "uid": user.uid, "gid": user.gid, "groups": list(user.groups),
         "hostname": spec.hostname, "network": spec.network, "rootless": rootless,
+        "userns": rootless or userns.inside(),
         "mounts": [_mount_json(m) for m in mounts],
         "files": {k: base64.b64encode(v).decode() for k, v in _etc_files(root, spec).items()},
     }
@@ -282,9 +285,12 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -
     from builder.rootfs.paths import resolve_in_root
 
     assert isinstance(user, ResolvedUser)
+    from builder import userns
+
     runc = shutil.which("runc")
-    if runc is None or os.geteuid() != 0:
-        raise SandboxError("running step with oci isolation: needs runc and root")
+    if runc is None or os.geteuid() != 0 or userns.inside():
+        raise SandboxError("running step with oci isolation: needs runc and root",
+                           hint="rootless builds use --isolation chroot")
     bundle = Path(tempfile.mkdtemp(prefix="pybuild-oci-"))
     try:
         oci_mounts: list[dict[str, object]] = [
@@ -659,8 +665,8 @@ class _Init:
             self.sys.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
             try:
                 os.setgroups(config["groups"])
-            except PermissionError:
-                if not config["rootless"]:
+            except PermissionError:  # a single-id map denies setgroups
+                if not config["userns"]:
                     raise
             os.setresgid(config["gid"], config["gid"], config["gid"])
             os.setresuid(config["uid"], config["uid"], config["uid"])

@@ -262,7 +262,8 @@ class StageExecutor:
             raise
         except PybuildError as exc:
             raise StepError(
-                f'building at STEP "{instruction.original}": {exc}', instruction.location
+                f'building at STEP "{instruction.original}": {exc}', instruction.location,
+                hint=exc.hint,
             ) from exc
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""

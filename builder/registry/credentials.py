@@ -55,7 +55,9 @@ def auth_file_path(explicit: Path | None = None) -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "containers" / "auth.json"
-    return Path("/run/containers") / str(os.getuid()) / "auth.json"
+    from builder import userns
+
+    return Path("/run/containers") / str(userns.caller_ids()[0]) / "auth.json"
 
 
 def _read_paths(explicit: Path | None) -> list[Path]:

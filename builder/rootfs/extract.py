@@ -11,8 +11,9 @@ leaving the layer and whiteouts aimed outside are refused with a
 
 Whiteouts are either kept in overlay form (``whiteouts="overlay"``: a
 ``.wh.NAME`` becomes a 0:0 character device, ``.wh..wh..opq`` the
-``trusted.overlay.opaque=y`` xattr, so the directory can be an overlay
-lowerdir) or applied (``whiteouts="apply"``: the named paths are deleted from
+``trusted.overlay.opaque=y`` xattr, or ``user.overlay.opaque=y`` in a user
+namespace, where overlay is mounted with ``userxattr``; so the directory can be
+an overlay lowerdir) or applied (``whiteouts="apply"``: the named paths are deleted from
 ``dest``, which holds the layers below, for the vfs driver; an opaque marker
 deletes everything below its directory that this layer did not put there,
 wherever the marker comes in the tar).
@@ -22,6 +23,13 @@ updated); any other name appearing twice is refused, as is a file replacing
 an entry this layer created. Entries in ``dest`` from lower layers are
 replaced. On error ``dest`` may be partly written; callers extract into a
 temporary directory and discard it.
+
+Owners are kept. In a user namespace (rootless pybuild, ``builder.userns``) an
+owner the namespace does not map is an ``IdMapError`` naming the entry and the
+id, and character and block devices, which cannot be created there, are
+skipped as Buildah (containers/storage) skips them: whatever a lower layer has
+at that path is removed (or, in overlay form, whited out), and one warning per
+layer lists them. FIFOs, set-id bits and ``security.capability`` are kept.
 """
 
 from __future__ import annotations
@@ -42,14 +50,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
+from builder import userns
 from builder.errors import DigestMismatch, LayerError
 from builder.image.compress import open_decompressed
 
-__all__ = ["extract_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER", "OPAQUE_XATTR"]
+__all__ = ["extract_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER", "OPAQUE_XATTR", "OPAQUE_XATTRS",
+           "opaque_xattr"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# what marks an opaque directory: the kernel's overlay as root, with userxattr (in a
+# user namespace), and fuse-overlayfs's own
+OPAQUE_XATTRS = (OPAQUE_XATTR, "user.overlay.opaque", "user.fuseoverlayfs.opaque")
+# xattrs a layer may not carry into a root file system: overlay metadata would change
+# what the overlay shows
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.")
 _XATTR_PAX = "SCHILY.xattr."
 _CHUNK = 1 << 20
 _MAX_NAME = 4096
@@ -368,6 +384,11 @@ class _TarReader:
                 raise self.fail(f"entry {entry.name!r}: sparse files are not supported")
 
 
+def opaque_xattr() -> str:
+    """The xattr that makes a directory opaque to the overlays this process can mount."""
+    return OPAQUE_XATTRS[1] if userns.inside() else OPAQUE_XATTR
+
+
 def _compression(media_type: str) -> str:
     """gzip, zstd or none, from a layer's media type."""
     if media_type.endswith(("+zstd", ".zstd")):
@@ -426,6 +447,17 @@ def extract_layer(
         raise DigestMismatch(
             f"extracting layer {layer_digest}: diff_id is {actual}, expected {diff_id}"
         )
+    if extractor.skipped:
+        import sys
+
+        names = ", ".join("/" + n for n in extractor.skipped[:4])
+        more = len(extractor.skipped) - 4
+        sys.stderr.write(
+            f"WARN[0000] extracting layer {layer_digest}: skipped {len(extractor.skipped)} "
+            f"device node{'s' if len(extractor.skipped) > 1 else ''} ({names}"
+            f"{f' and {more} more' if more > 0 else ''}): device nodes cannot be created in "
+            "a user namespace\n")
+        sys.stderr.flush()
 
 
 def _clean_name(name: str) -> str | None:
@@ -436,6 +468,12 @@ def _clean_name(name: str) -> str | None:
     if any(p == ".." for p in parts):
         return None
     return "/".join(parts)
+
+
+def _make_whiteout(path: str) -> None:
+    """An overlay whiteout: a 0:0 character device, which unprivileged processes may
+    create too (Linux 5.8)."""
+    os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
 
 
 class _Extractor:
@@ -451,6 +489,9 @@ class _Extractor:
         self.layer = layer_digest
         self.whiteouts = whiteouts
         self.is_root = os.geteuid() == 0
+        self.in_userns = userns.inside()
+        self.opaque = opaque_xattr()
+        self.skipped: list[str] = []  # device nodes left out (in a user namespace)
         self.seen: set[str] = set()
         self.verified: set[str] = {""}
         self.dirs: list[tuple[str, _Entry]] = []
@@ -563,6 +604,9 @@ class _Extractor:
             os.close(fd)
 
     def device(self, entry: _Entry, rel: str) -> None:
+        if entry.type != _FIFO and self.in_userns:
+            self.skip(rel)
+            return
         if entry.type != _FIFO and not self.is_root:
             raise self.fail(entry.name, "device nodes can only be created as root")
         kind = {_CHR: stat.S_IFCHR, _BLK: stat.S_IFBLK, _FIFO: stat.S_IFIFO}[entry.type]
@@ -570,10 +614,21 @@ class _Extractor:
         self.create(rel, lambda path: os.mknod(path, kind | 0o600, device))
         self.metadata(self.path(rel), entry)
 
+    def skip(self, rel: str) -> None:
+        """Leave out a device node, as if removed: nothing below shows through."""
+        self.skipped.append(rel)
+        if self.whiteouts == "overlay":
+            self.create(rel, _make_whiteout)
+        else:
+            self.clear(rel)
+
     def hardlink(self, entry: _Entry, rel: str) -> None:
         target_rel = _clean_name(entry.linkname.lstrip("/"))
         if not target_rel:
             raise self.fail(entry.name, f"hardlink target {entry.linkname!r} escapes the layer")
+        if self.skipped and target_rel in self.skipped:
+            self.skip(rel)  # a link to a device node left out
+            return
         self.ensure_parent(entry.name, target_rel)
         target = self.path(target_rel)
         try:
@@ -592,7 +647,7 @@ class _Extractor:
         parent_path = self.path(parent)
         if base == OPAQUE_MARKER:
             if self.whiteouts == "overlay":
-                os.setxattr(parent_path, OPAQUE_XATTR, b"y", follow_symlinks=False)
+                os.setxattr(parent_path, self.opaque, b"y", follow_symlinks=False)
             else:
                 self.clear_lower(parent)
             return
@@ -603,7 +658,7 @@ class _Extractor:
         if target_rel in self.seen:
             return  # whiteouts only hide lower layers
         if self.whiteouts == "overlay":
-            self.create(target_rel, lambda path: os.mknod(path, stat.S_IFCHR, os.makedev(0, 0)))
+            self.create(target_rel, _make_whiteout)
         else:
             self.clear(target_rel)
 
@@ -629,7 +684,14 @@ class _Extractor:
         """Owner, xattrs, mode and mtime of ``target``: an open fd, or a path never followed."""
         follow = isinstance(target, int)  # an fd has nothing to follow
         if self.is_root:
-            os.chown(target, entry.uid, entry.gid, follow_symlinks=follow)
+            try:
+                os.chown(target, entry.uid, entry.gid, follow_symlinks=follow)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.in_userns:
+                    raise
+                raise userns.owner_error(f"extracting layer {self.layer}",
+                                         "/" + (_clean_name(entry.name) or ""),
+                                         entry.uid, entry.gid) from None
         for key, value in entry.xattrs.items():
             self.setxattr(target, key, value, follow)
         if entry.type != _SYM:
@@ -637,7 +699,7 @@ class _Extractor:
         os.utime(target, ns=(entry.mtime, entry.mtime), follow_symlinks=follow)
 
     def setxattr(self, target: str | int, key: str, value: bytes, follow: bool) -> None:
-        if key.startswith("trusted.overlay."):
+        if key.startswith(_OVERLAY_XATTRS):
             return  # only whiteouts may produce overlay metadata
         try:
             os.setxattr(target, key, value, follow_symlinks=follow)

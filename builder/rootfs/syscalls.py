@@ -11,7 +11,7 @@ import os
 
 __all__ = [
     "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
-    "MS_REC", "MS_REMOUNT",
+    "MS_REC", "MS_REMOUNT", "MS_SLAVE",
     "mount", "umount", "pivot_root", "unshare", "sethostname", "prctl", "capset", "syncfs",
 ]
 
@@ -23,6 +23,7 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
 MNT_DETACH = 0x2
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

@@ -16,8 +16,11 @@ Two drivers:
   so creating and removing a mount point inside one and restoring its mtime
   leaves it unchanged.
 
-Overlay is used when it mounts here (root, overlay in the kernel, the store
-not itself on overlay); otherwise vfs.
+Overlay is mounted, in this order, by the kernel where a test mount under the
+store works (as root; in a rootless user namespace from Linux 5.11, with
+``userxattr``), else by ``fuse-overlayfs`` where it is installed and can mount
+(``/dev/fuse`` usable; it also serves a store that is itself on overlay);
+otherwise the driver is vfs. ``describe_driver`` says which (``pybuild info``).
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import userns
 from builder.errors import StoreError
 from builder.image.layer import Layer, LayerEntry
 from builder.image.layout import write_atomic
 from builder.rootfs import syscalls
-from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, extract_layer
+from builder.rootfs.extract import OPAQUE_MARKER, OPAQUE_XATTRS, WHITEOUT_PREFIX, extract_layer
 from builder.rootfs.layercache import (
     LINKS,
     StoreLike,
@@ -53,14 +57,17 @@ from builder.rootfs.layercache import (
 )
 from builder.rootfs.paths import resolve_in_root
 
-__all__ = ["VOLATILE", "Workspace", "detect_driver", "layer_cache_dir", "mount_overlay"]
+__all__ = ["VOLATILE", "Workspace", "describe_driver", "detect_driver", "layer_cache_dir",
+           "mount_overlay"]
 
 _MOUNT_DATA_MAX = 4000  # mount(2) option data must fit in one page
 _CLONE_FS = 0x00000200
 
 
 _SNAPSHOT = "snapshot.pickle"  # a persistent vfs root's metadata when it was prepared
+# store root -> how overlays mount there: "kernel", a fuse-overlayfs path, or "" (vfs)
 _probe_results: dict[str, str] = {}
+FUSE_OVERLAYFS = "fuse-overlayfs"
 # Upper directories are mounted ``volatile`` where the kernel has it (Linux 5.10): no
 # sync of the whole file system at unmount; builder.rootfs.layercache keeps their
 # entries crash-safe.
@@ -68,16 +75,35 @@ VOLATILE = tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2]) >= 
 
 
 def detect_driver(store_root: Path) -> str:
-    """``overlay`` when an overlay mount works under ``store_root``, else ``vfs``."""
+    """``overlay`` when an overlay mounts under ``store_root`` (by the kernel or by
+    fuse-overlayfs), else ``vfs``."""
+    return "overlay" if _mounter(Path(store_root)) else "vfs"
+
+
+def describe_driver(store_root: Path, driver: str | None = None) -> str:
+    """The driver as ``pybuild info`` shows it: ``overlay`` (the kernel's),
+    ``overlay (fuse-overlayfs)`` or ``vfs``, and whether in a user namespace."""
+    driver = driver or detect_driver(store_root)
+    text = driver
+    if driver == "overlay" and _mounter(Path(store_root)) not in ("", "kernel"):
+        text += " (fuse-overlayfs)"
+    if userns.inside():
+        text += ", in a user namespace"
+    return text
+
+
+def _mounter(store_root: Path) -> str:
     key = os.fspath(store_root)
     if key not in _probe_results:
-        _probe_results[key] = "overlay" if _overlay_works(Path(store_root)) else "vfs"
+        _probe_results[key] = _probe(store_root)
     return _probe_results[key]
 
 
-def _overlay_works(store_root: Path) -> bool:
+def _probe(store_root: Path) -> str:
+    """How a test overlay mounts under ``store_root``: "kernel", fuse-overlayfs's path,
+    or "" when neither mounts (or this process may not mount at all)."""
     if os.geteuid() != 0:
-        return False
+        return ""  # not root, not in a user namespace: no mounts at all
 
     try:
         store_root.mkdir(parents=True, exist_ok=True)
@@ -85,22 +111,53 @@ def _overlay_works(store_root: Path) -> bool:
         for sub in ("lower", "upper", "work", "merged"):
             (probe / sub).mkdir(parents=True)
     except OSError:
-        return False
+        return ""
     try:
-        syscalls.mount("overlay", probe / "merged", "overlay", 0, _overlay_options(
-            [probe / "lower"], probe / "upper", probe / "work"))
-        syscalls.umount(probe / "merged")
-        return True
-    except OSError:
-        return False
+        try:
+            syscalls.mount("overlay", probe / "merged", "overlay", 0, _overlay_options(
+                [probe / "lower"], probe / "upper", probe / "work"))
+            syscalls.umount(probe / "merged")
+            return "kernel"
+        except OSError:
+            pass
+        fuse = shutil.which(FUSE_OVERLAYFS)
+        if fuse is None:
+            return ""
+        try:
+            _fuse_mount(fuse, probe / "merged", [probe / "lower"], probe / "upper", probe / "work",
+                        volatile=False)
+            syscalls.umount(probe / "merged")
+            return fuse
+        except OSError:
+            return ""
     finally:
         shutil.rmtree(probe, ignore_errors=True)
 
 
 def _overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
     lower = ":".join(os.fspath(p) for p in lowers)
+    # in a user namespace overlay keeps its metadata in user.overlay.* xattrs, and
+    # follows no redirects (userxattr refuses redirect_dir=off, which may follow them)
+    features = ("userxattr,redirect_dir=nofollow" if userns.inside() else "redirect_dir=off")
     return (f"lowerdir={lower},upperdir={upper},workdir={work},"
-            "redirect_dir=off,metacopy=off,index=off")
+            f"{features},metacopy=off,index=off")
+
+
+def _fuse_mount(program: str, target: Path, lowers: Sequence[Path], upper: Path, work: Path,
+                *, volatile: bool) -> None:
+    """Mount with fuse-overlayfs, which returns once the mount is up; raises OSError."""
+    import subprocess
+
+    lower = ":".join(os.fspath(p) for p in lowers)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if volatile:
+        options += ",fsync=0"
+    proc = subprocess.run([program, "-o", options, os.fspath(target)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        detail = "; ".join(line for line in proc.stderr.splitlines()
+                           if "unknown argument ignored" not in line)
+        raise OSError(errno.EIO, f"fuse-overlayfs: {detail or f'exit status {proc.returncode}'}")
 
 
 def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, *,
@@ -110,6 +167,10 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
     short links in ``layers/.links`` and every path is relative to it, resolved by a
     thread of its own with a private working directory (``unshare(CLONE_FS)``) so the
     process's never changes under other threads. Raises OSError."""
+    mounter = _mounter(layers.parent)
+    if mounter not in ("", "kernel"):
+        _fuse_mount(mounter, target, lowers, upper, work, volatile=volatile)
+        return
     data = _overlay_options(lowers, upper, work)
     cwd = None
     if len(data) > _MOUNT_DATA_MAX:
@@ -404,6 +465,11 @@ class _OverlayDiff:
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 out.append(_entry(_whiteout_path(path), None))
                 continue
+            if child.name.startswith(WHITEOUT_PREFIX) and not stat.S_ISDIR(st.st_mode):
+                # fuse-overlayfs's whiteouts where it cannot make 0:0 devices (any
+                # such name is a whiteout in a layer anyway)
+                out.append(_entry(path, None))
+                continue
             if not stat.S_ISDIR(st.st_mode):
                 out.append(_entry(path, Path(child.path)))
                 continue
@@ -430,10 +496,13 @@ class _OverlayDiff:
 
 
 def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:

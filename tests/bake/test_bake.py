@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, Pybuild
 
 EXAMPLE = REPO / "Containerfile.examples" / "bake"
 
 
+@pytest.mark.rootless
 def test_bake_builds_every_service_and_the_shared_stage_once(tmp_path: Path,
                                                               with_busybox: Pybuild) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "bake")

@@ -67,6 +67,7 @@ def test_output_single_stage(tmp_path: Path, pybuild: Pybuild) -> None:
     assert IMAGE_ID.match(lines[-1]) and lines[4][4:] == lines[-1][:12]
 
 
+@pytest.mark.rootless
 def test_output_multi_stage_and_quiet(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch AS a\nCOPY a /a\nFROM scratch\n"
                                  "COPY --from=a /a /b\n", a="a")
@@ -77,6 +78,7 @@ def test_output_multi_stage_and_quiet(tmp_path: Path, pybuild: Pybuild) -> None:
     assert len(quiet.stdout.splitlines()) == 1 and IMAGE_ID.match(quiet.stdout.strip())
 
 
+@pytest.mark.rootless
 def test_build_alias_tags_and_iidfile(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch\nLABEL a=b\n")
     iid = tmp_path / "iid"
@@ -168,6 +170,7 @@ def test_arg_scope_copy_from(file: str, flags: tuple[str, ...], expected: str, t
 # stages
 
 
+@pytest.mark.rootless
 def test_target_builds_only_needed_stages(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(
         tmp_path,
@@ -180,6 +183,7 @@ def test_target_builds_only_needed_stages(tmp_path: Path, pybuild: Pybuild) -> N
     assert pybuild("bud", context, check=False).returncode == 125
 
 
+@pytest.mark.rootless
 def test_stage_as_base_and_image_as_copy_source(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch AS zero\nCOPY a /a\nFROM zero\nCOPY b /b\n",
                        a="a", b="b")
@@ -220,6 +224,7 @@ def test_format_docker_keeps_docker_only_fields(tmp_path: Path, pybuild: Pybuild
         "application/vnd.docker")
 
 
+@pytest.mark.rootless
 def test_onbuild_triggers_run_in_child(tmp_path: Path, pybuild: Pybuild) -> None:
     context = _context(tmp_path, "FROM scratch\nONBUILD COPY a /from-trigger\n"
                                  "ONBUILD LABEL triggered=yes\n", a="a")
@@ -273,6 +278,7 @@ def test_compat_flags_accepted(tmp_path: Path, pybuild: Pybuild) -> None:
 # COPY and ADD
 
 
+@pytest.mark.rootless
 def test_copy_parents_exclude_heredoc(tmp_path: Path, pybuild: Pybuild) -> None:
     context = tmp_path / "copy-parents"
     shutil.copytree(BUD / "copy-parents", context)
@@ -316,6 +322,7 @@ def http_server(tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.rootless
 def test_add_url_with_checksum(tmp_path: Path, pybuild: Pybuild, http_server: str) -> None:
     import hashlib
 
@@ -333,6 +340,7 @@ def test_add_url_with_checksum(tmp_path: Path, pybuild: Pybuild, http_server: st
             f"want sha256:{bad}") in res.stderr
 
 
+@pytest.mark.rootless
 @pytest.mark.parametrize("mode", ["gz", "bz2", "xz", "", "zst"])
 def test_add_extracts_archives_safely(mode: str, tmp_path: Path, pybuild: Pybuild) -> None:
     import io

@@ -1,4 +1,6 @@
-"""Builds with RUN steps, FROM the busybox image pybuild builds from the examples."""
+"""Builds with RUN steps, FROM the busybox image pybuild builds from the examples.
+
+Tests marked ``rootless`` run as root and as an unprivileged user (tests/lanes.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def test_arg_scope_table(case: str, build_args: tuple[str, ...], file: str, expe
     assert expected in res.stdout.split(f"RUN cat {file}\n", 1)[1]
 
 
+@pytest.mark.rootless
 def test_failing_run_reports_status(tmp_path: Path, with_busybox: Pybuild) -> None:
     (tmp_path / "Containerfile").write_text("FROM localhost/busybox\nRUN exit 2\n")
     res = with_busybox("bud", "-t", "never", tmp_path, check=False)
@@ -49,6 +52,7 @@ def test_failing_run_reports_status(tmp_path: Path, with_busybox: Pybuild) -> No
     assert "never" not in (with_busybox.root / "index.json").read_text()
 
 
+@pytest.mark.rootless
 def test_run_env_user_workdir_secret_and_mount_from(tmp_path: Path,
                                                     with_busybox: Pybuild) -> None:
     secret = tmp_path / "token"
@@ -67,6 +71,7 @@ def test_run_env_user_workdir_secret_and_mount_from(tmp_path: Path,
     assert "65534" in res.stdout
 
 
+@pytest.mark.rootless
 def test_copy_chown_by_name_from_image_passwd(tmp_path: Path, with_busybox: Pybuild) -> None:
     (tmp_path / "f").write_text("f")
     (tmp_path / "Containerfile").write_text(
@@ -81,10 +86,10 @@ def test_copy_chown_by_name_from_image_passwd(tmp_path: Path, with_busybox: Pybu
     assert "/numeric 5 6 704" in res.stdout
 
 
+@pytest.mark.rootless
 def test_terminated_build_writes_no_tag(tmp_path: Path, with_busybox: Pybuild) -> None:
     import os
     import subprocess
-    import sys
 
     from tests.build.test_bud_errors import store_hash
 
@@ -92,7 +97,7 @@ def test_terminated_build_writes_no_tag(tmp_path: Path, with_busybox: Pybuild) -
         "FROM localhost/busybox\nRUN echo data > /f\nRUN echo started && sleep 30\n")
     with_busybox("from", "localhost/busybox")  # the base layer is extracted before `before`
     before = store_hash(with_busybox.root)
-    proc = subprocess.Popen([sys.executable, "-m", "builder", "bud", "-t", "cut", str(tmp_path)],
+    proc = subprocess.Popen([*with_busybox.argv(), "bud", "-t", "cut", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=with_busybox.env)
     assert proc.stdout is not None

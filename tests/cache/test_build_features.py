@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Pybuild
+
+pytestmark = pytest.mark.rootless  # also run by the rootless lane
 
 
 def _manifest_config(root: Path, name: str) -> tuple[dict, dict]:

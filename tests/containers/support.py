@@ -3,11 +3,9 @@ command for shell scripts."""
 
 from __future__ import annotations
 
-import sys
-
 from tests.conftest import REPO, Pybuild, build_busybox_store, copy_store  # noqa: F401
 
 
 def shell_env(pybuild: Pybuild) -> dict[str, str]:
     """Environment for scripts: $PYBUILD runs the CLI against the test's store."""
-    return {**pybuild.env, "PYBUILD": f"{sys.executable} -m builder"}
+    return {**pybuild.env, "PYBUILD": " ".join(pybuild.argv())}

@@ -15,7 +15,7 @@ import zstandard
 
 from tests.conftest import Pybuild
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.rootless]
 
 
 def _contents(path: Path) -> bytes:

@@ -232,3 +232,83 @@ def test_no_reader_thread_outlives_an_extraction(box) -> None:
     with pytest.raises(LayerError, match="escapes"):
         extract(dest, gz(raw), TGZ)
     assert not [t for t in threading.enumerate() if t.name == "layer-reader"]
+
+
+# -- in a user namespace (rootless pybuild): devices skipped, owners checked
+
+USERNS_LAYER = [
+    E("dev", "dir", mode=0o755), E("dev/null", "char", mode=0o666, dev=(1, 3)),
+    E("dev/sda", "block", mode=0o660, gid=6, dev=(8, 0)), E("dev/fifo", "fifo", mode=0o600),
+    E("dev/null-again", "hardlink", link="dev/null"),
+    E("etc", "dir", mode=0o755), E("etc/.wh.gone"), E("opq", "dir", mode=0o755),
+    E("opq/.wh..wh..opq"), E("opq/kept"),
+    E("bin", "dir", mode=0o755), E("bin/suid", data=b"s", mode=0o4755),
+    E("bin/capped", data=b"c", mode=0o755,
+      xattrs={"security.capability": struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+              .decode("utf-8", "surrogateescape")}),
+]
+USERNS_SCRIPT = """
+import io, json, os, stat, sys
+from pathlib import Path
+from builder.errors import IdMapError
+from builder.rootfs.extract import extract_layer
+raw = Path(sys.argv[1]).read_bytes()
+out = {}
+for mode in ("overlay", "apply"):
+    dest = Path(sys.argv[2]) / mode
+    dest.mkdir()
+    extract_layer(io.BytesIO(raw), "application/vnd.oci.image.layer.v1.tar", dest,
+                  layer_digest="sha256:feed", whiteouts=mode)
+    listing = {}
+    for path in sorted(dest.rglob("*")):
+        st = os.lstat(path)
+        xattrs = {n: os.getxattr(path, n, follow_symlinks=False).hex()
+                  for n in os.listxattr(path, follow_symlinks=False)}
+        listing[str(path.relative_to(dest))] = [stat.filemode(st.st_mode), st.st_rdev, xattrs]
+    out[mode] = listing
+try:
+    extract_layer(io.BytesIO(Path(sys.argv[3]).read_bytes()),
+                  "application/vnd.oci.image.layer.v1.tar", Path(sys.argv[2]) / "overlay",
+                  layer_digest="sha256:beef")
+except IdMapError as exc:
+    out["error"] = [str(exc), exc.hint]
+print(json.dumps(out))
+"""
+
+
+def test_in_a_user_namespace(tmp_path: Path) -> None:
+    """Root mapped to itself alone (``unshare --user --map-root-user``): devices cannot be
+    made, so they are skipped with one warning; whiteouts and opaque directories keep the
+    overlay form overlay reads with ``userxattr``; an unmapped owner is an IdMapError."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        pytest.skip("needs unshare(1) and root")
+    (tmp_path / "layer.tar").write_bytes(make_tar(USERNS_LAYER))
+    (tmp_path / "owned.tar").write_bytes(make_tar([E("home", "dir", uid=1000, gid=1000)]))
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", USERNS_SCRIPT,
+         str(tmp_path / "layer.tar"), str(tmp_path / "out"), str(tmp_path / "owned.tar")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
+            Path(builder.__file__).parents[1])})
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARN")]
+    assert warnings == [
+        "WARN[0000] extracting layer sha256:feed: skipped 3 device nodes (/dev/null, /dev/sda, "
+        "/dev/null-again): device nodes cannot be created in a user namespace"] * 2
+    overlay, applied = out["overlay"], out["apply"]
+    for gone in ("dev/null", "dev/sda", "dev/null-again", "etc/gone"):  # nothing shows below
+        assert overlay[gone][:2] == ["c---------", 0], gone
+        assert gone not in applied
+    assert overlay["dev/fifo"][0] == applied["dev/fifo"][0] == "prw-------"
+    assert overlay["opq"][2] == {"user.overlay.opaque": b"y".hex()}
+    assert overlay["bin/suid"][0] == "-rwsr-xr-x"
+    capability = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0).hex()
+    assert overlay["bin/capped"][2] == applied["bin/capped"][2] == {
+        "security.capability": capability}
+    message, hint = out["error"]
+    assert message == ("extracting layer sha256:beef: '/home' is owned by uid 1000 and gid "
+                       "1000, outside the ids this user namespace maps (uids 0, gids 0)")
+    assert "/etc/subuid and /etc/subgid" in hint

@@ -45,11 +45,33 @@ def put_layer(store: Store, entries: list[E]) -> Layer:
     return Layer(digest, diff_id(raw), size, TGZ)
 
 
-@pytest.fixture(params=DRIVERS)
+def use_fuse_overlayfs(store: Store) -> None:
+    """Make overlays under ``store`` mount with fuse-overlayfs (the choice where the
+    kernel's overlay cannot mount, in a user namespace before Linux 5.11)."""
+    from builder.rootfs import workspace
+
+    program = shutil.which("fuse-overlayfs")
+    if program is None or os.geteuid() != 0:
+        pytest.skip("fuse-overlayfs (run as root) is needed")
+    workspace._probe_results[os.fspath(store.root)] = program
+
+
+@pytest.fixture(params=[*DRIVERS, "fuse-overlayfs"])
 def driver(request: pytest.FixtureRequest, store: Store) -> str:
+    if request.param == "fuse-overlayfs":
+        use_fuse_overlayfs(store)
+        return "overlay"
     if request.param == "overlay" and detect_driver(store.root) != "overlay":
         pytest.skip("overlay cannot be mounted here")
     return str(request.param)
+
+
+def test_fuse_overlayfs_mounts(store: Store) -> None:
+    use_fuse_overlayfs(store)
+    with Workspace.create(store, [put_layer(store, BASE)]) as ws:
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert f" {ws.root} " in mounts and "fuse.fuse-overlayfs" in mounts
+        assert (ws.root / "keep/a").read_bytes() == b"a"
 
 
 def tree(root: Path) -> dict[str, tuple]:
