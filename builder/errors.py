@@ -15,6 +15,7 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ ContextError           context missing, path escapes the context
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
+    │  └─ NetworkError        no user-mode network tool, or it failed to start
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
     ├─ StoreError             image not found, store locked/unwritable
     │  └─ ImageNotFound
@@ -122,6 +123,12 @@ class IgnoreError(PybuildError):
 
 class SandboxError(PybuildError):
     code = "sandbox"
+
+
+class NetworkError(SandboxError):
+    """A step's network could not be set up (slirp4netns or pasta missing or failing)."""
+
+    code = "network"
 
 
 class LayerError(PybuildError):

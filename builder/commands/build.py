@@ -31,6 +31,7 @@ PULL_POLICIES = {  # --pull values (Buildah's and Podman's spellings) -> policy
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    from builder.commands.runflags import add_network_flags
     from builder.registry.flags import add_registry_flags
 
     add = parser.add_argument
@@ -72,8 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add_registry_flags(parser, quiet=False)
     add("--isolation", choices=("chroot", "oci"), default=None,
         help="how RUN is isolated (env BUILDAH_ISOLATION)")
-    add("--network", choices=("private", "none", "host"), default=None,
-        help="network for RUN steps")
+    add_network_flags(parser)
     add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
         help="a secret RUN --mount=type=secret can use")
     add("--ignorefile", default=None, help="ignore file to use instead of the context's")
@@ -226,6 +226,7 @@ def _push(store: Any, args: argparse.Namespace, tags: tuple[str, ...], image_id:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
+    from builder.commands.runflags import run_settings
     from builder.context import open_context, read_containerfile
     from builder.errors import UsageError
     from builder.executor.build import BuildOptions, build_platforms
@@ -267,7 +268,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         timestamp=_timestamp(args.timestamp),
         compression=args.compression,
         isolation=isolation,
-        network=args.network,
+        run_settings=run_settings(args),
         secrets=_secrets(args.secret),
         driver=options.storage_driver,
         ignore_file=Path(args.ignorefile).absolute() if args.ignorefile else None,

@@ -39,13 +39,16 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         for key, value in versions.items():
             print(f"{key + ':':<10} {value}")
         return 0
+    from builder.executor.network import tool_summary
     from builder.rootfs.workspace import detect_driver
 
+    network = tool_summary()
     info: dict[str, Mapping[str, object]] = {
         "store": {"root": str(options.root),
                   "driver": options.storage_driver or detect_driver(options.root)},
         "isolation": {"default": "chroot", "available": ["chroot", "oci"],
                       "rootless": os.geteuid() != 0},
+        "network": network,
         "versions": versions,
     }
     if args.format == "json":
@@ -56,7 +59,21 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     print(f"store root:      {info['store']['root']}")
     print(f"storage driver:  {info['store']['driver']}")
     print("isolation:       chroot (default), oci")
+    print(f"network:         {_network_line(network)}")
     print(f"rootless:        {'yes' if os.geteuid() != 0 else 'no'}")
     for key, value in versions.items():
         print(f"{key + ' version:':<16} {value}")
     return 0
+
+
+def _network_line(network: Mapping[str, object]) -> str:
+    """``private via slirp4netns 1.2.0 (default); also pasta; none, host, ns:PATH``."""
+    tools = network["tools"]
+    assert isinstance(tools, dict)
+    if network["tool"]:
+        default = f"private via {network['tool']} {network['tool_version']} (default)"
+    else:
+        default = "private (default) needs slirp4netns or pasta: neither is installed"
+    others = [t if v == "unknown" else f"{t} {v}" for t, v in tools.items()
+              if t != network["tool"] and v != "not installed"]
+    return "; ".join([default, *(f"also {o}" for o in others), "none, host, ns:PATH"])

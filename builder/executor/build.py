@@ -46,6 +46,7 @@ from builder.image.spec import ContainerConfig, Descriptor, ImageConfig
 from builder.instructions.model import Containerfile, FromInstruction, RunInstruction
 from builder.plan.args import Platform, host_platform, platform_args, unconsumed
 from builder.plan.graph import SCRATCH, BuildPlan, StageRef, make_plan
+from builder.runsettings import RunSettings
 
 if TYPE_CHECKING:
     from builder.cache.index import CacheEntry
@@ -67,7 +68,7 @@ class BuildOptions:
     timestamp: int | None = None
     compression: str = "gzip"
     isolation: str | None = None
-    network: str | None = None
+    run_settings: RunSettings = RunSettings()  # --network, --dns, --add-host, ...
     secrets: dict[str, Any] = field(default_factory=dict)
     driver: str | None = None
     ignore_file: Path | None = None

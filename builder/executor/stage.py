@@ -488,6 +488,7 @@ class StageExecutor:
         from builder.cache.keys import paths_digest
         from builder.context import context_path
         from builder.executor.mounts import parse_run_mount
+        from builder.executor.network import step_mode
 
         state, options = self.state, self.build.options
         mounts = [self.expand(raw, ins.location) for raw in ins.mounts]
@@ -505,7 +506,7 @@ class StageExecutor:
             "RUN", ins.original, _run_argv(ins, state.shell),
             sorted({**self.scope.values, **state.env_map()}.items()),
             state.config.working_dir or "/", state.config.user or "",
-            ins.network or options.network or "private", options.isolation,
+            str(step_mode(ins.network, options.run_settings)), options.isolation,
             [h.body for h in ins.heredocs], mounts, used,
         )
 
@@ -538,12 +539,14 @@ class StageExecutor:
 
     def run_run(self, ins: m.RunInstruction, position: int | None) -> None:
         from builder.executor.mounts import parse_run_mount, resolve_mounts
+        from builder.executor.network import proxy_build_args, step_settings
         from builder.executor.sandbox import RunSpec, run_in_sandbox
 
         build = self.build
         state = self.state
         argv = _run_argv(ins, state.shell)
-        env = {**self.scope.values, **state.env_map()}
+        env = {**proxy_build_args(build.options.build_args), **self.scope.values,
+               **state.env_map()}  # proxy args without an ARG line: not in the cache key
         workdir = state.config.working_dir or "/"
         root = self.result.root
         self.ensure_dir(workdir)
@@ -561,8 +564,8 @@ class StageExecutor:
         spec = RunSpec(
             argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir,
             user=state.config.user or "", hostname="pybuild",
-            network=ins.network or build.options.network or "private", mounts=tuple(mounts),
-            isolation=build.options.isolation or "chroot",
+            settings=step_settings(ins.network, build.options.run_settings),
+            mounts=tuple(mounts), isolation=build.options.isolation or "chroot",
         )
         status = run_in_sandbox(root, spec)
         if status != 0:
