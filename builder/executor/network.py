@@ -57,6 +57,7 @@ from builder.runsettings import PROXY_VARIABLES, RunSettings
 
 __all__ = [
     "ACCEPTED_MODES", "Network", "NetworkMode", "RunningStack", "check_settings", "debug",
+    "debugging",
     "hosts_file", "parse_mode", "plan_network", "proxy_build_args", "resolv_conf", "start_stack",
     "step_mode", "step_settings", "tool_summary",
 ]
@@ -196,15 +197,15 @@ def plan_network(mode: NetworkMode) -> Network:
         tool = next((t for t in TOOLS if shutil.which(t)), "")
         if not tool:
             raise NetworkError(
-                "setting up the RUN network: neither slirp4netns nor pasta is installed",
-                hint="install the Debian package slirp4netns (or passt), or use "
-                     "--network host or --network none, which need neither")
+                "setting up the RUN network: neither slirp4netns nor pasta is installed; "
+                "install the Debian package slirp4netns (or passt), or use --network host "
+                "or --network none, which need neither")
     binary = shutil.which(tool)
     if binary is None:
         raise NetworkError(
-            f"setting up the RUN network: {tool} is not installed",
-            hint=f"install the Debian package {TOOLS[tool]}, or use --network host or "
-                 "--network none, which need neither")
+            f"setting up the RUN network: {tool} is not installed; install the Debian "
+            f"package {TOOLS[tool]}, or use --network host or --network none, which need "
+            "neither")
     if tool == "slirp4netns":
         settings = _slirp_settings(mode.options, str(mode))
         net = ipaddress.ip_network(settings["cidr"])
@@ -383,7 +384,7 @@ def host_gateway(network: Network, entry: str = HOST_GATEWAY) -> str:
     if network.tool == "pasta":
         raise NetworkError(
             f"resolving {entry!r}: pasta's network reaches the host only with its "
-            "--map-gw option", hint="use --network pasta:--map-gw, or slirp4netns")
+            "--map-gw option (--network pasta:--map-gw); slirp4netns's always does")
     address = _host_address()
     if not address:
         raise NetworkError(f"resolving {entry!r}: the host has no IPv4 default route")
@@ -542,11 +543,10 @@ def _failed(tool: str, proc: subprocess.Popen[bytes], log: IO[bytes]) -> Network
     lines = [line for line in log.read().decode(errors="replace").splitlines()
              if line.strip() and "to syslog" not in line and "tapfd" not in line]
     detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-    hint = None
     if "/dev/net/tun" in detail:
-        hint = ("/dev/net/tun must be usable by this user (mode 0666, as Debian's udev "
-                "makes it); or use --network host or --network none")
-    return NetworkError(f"starting {tool} for the step's network: {detail}", hint=hint)
+        detail += (" (/dev/net/tun must be usable by this user: mode 0666, as Debian's udev "
+                   "makes it; or use --network host or --network none)")
+    return NetworkError(f"starting {tool} for the step's network: {detail}")
 
 
 # -- reporting
@@ -575,7 +575,12 @@ def tool_summary() -> dict[str, object]:
             "modes": list(ACCEPTED_MODES)}
 
 
+def debugging() -> bool:
+    """Whether ``--debug`` was given (the CLI sets PYBUILD_DEBUG for the whole run)."""
+    return bool(os.environ.get("PYBUILD_DEBUG"))
+
+
 def debug(message: str) -> None:
     """A ``--debug`` line on stderr."""
-    if os.environ.get("PYBUILD_DEBUG"):
+    if debugging():
         print(f"DEBU {message}", file=sys.stderr, flush=True)

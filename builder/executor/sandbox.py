@@ -117,14 +117,21 @@ class RunSpec:
 
 def run_in_sandbox(root: Path, spec: RunSpec) -> int:
     """Run ``spec`` in ``root``; returns the exit status (128+N for signal N)."""
-    from builder.executor.network import check_settings, debug, parse_mode, plan_network
+    from builder.executor.network import (
+        check_settings,
+        debug,
+        debugging,
+        parse_mode,
+        plan_network,
+    )
 
     if not spec.argv:
         raise SandboxError("running step: no command given")
     if spec.isolation not in ("chroot", "oci"):
         raise SandboxError(f"running step: unknown isolation {spec.isolation!r}")
     network = plan_network(parse_mode(check_settings(spec.settings).network))
-    debug(f"network: {network.describe()}")
+    if debugging():
+        debug(f"network: {network.describe()}")
     root = Path(os.path.realpath(root))
     from builder.executor.users import resolve_user_in_root
 
