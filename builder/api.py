@@ -92,7 +92,6 @@ class Session:
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
         """A new working container from an image (pulled when needed) or "scratch"."""
         from builder.containers import create_container
-
         from builder.executor.network import check_settings
 
         made = create_container(self.store, image, name=options.name, pull=options.pull,

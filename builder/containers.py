@@ -249,7 +249,7 @@ def _resolve_image(store: Store, image: str, pull: str,
 def create_container(
     store: Store, image: str, *, name: str | None = None, pull: str = "missing",
     driver: str | None = None, registry_options: RegistryOptions | None = None,
-    run_settings: RunSettings = RunSettings(),
+    run_settings: RunSettings | None = None,
 ) -> Container:
     """A new working container from ``image`` (a stored or pullable image, or "scratch");
     ``run_settings`` apply to its later runs."""
@@ -277,7 +277,7 @@ def create_container(
     container = Container(
         id=secrets.token_hex(32), name=name or "", image_id=image_id, image_name=image_name,
         layers=layers, base_descriptors=descriptors, config=config, driver=driver,
-        created=_now(), run_settings=run_settings,
+        created=_now(), run_settings=run_settings or RunSettings(),
     )
     # Extract and copy outside the lock, in this process's temp dir (removed if we
     # die); only naming and the final rename happen under the lock.
@@ -434,7 +434,7 @@ def _changes(store: Store, container: Container) -> list[Any]:
 
 def run_container(
     store: Store, ref: str, argv: Sequence[str], *, user: str | None = None,
-    workdir: str | None = None, env: Sequence[str] = (), settings: RunSettings = RunSettings(),
+    workdir: str | None = None, env: Sequence[str] = (), settings: RunSettings | None = None,
     mounts: Sequence[MountSpec] = (), isolation: str = "chroot", hostname: str | None = None,
     stdin: bool = False,
 ) -> int:
@@ -454,7 +454,8 @@ def run_container(
         argv=command, env=[*(config.env or []), *(e if "=" in e else f"{e}=" for e in env)],
         cwd=workdir or config.working_dir or "/",
         user=config.user if user is None else user, hostname=hostname or container.id[:12],
-        settings=settings.merged_over(container.run_settings), mounts=tuple(mounts),
+        settings=(settings or RunSettings()).merged_over(container.run_settings),
+        mounts=tuple(mounts),
         stdin=stdin, isolation=isolation,
     )
     with _container_lock(store, container), container_root(store, container) as root:

@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "builder"
 # Layers, lowest first. A module may import from its own layer or lower ones; the
 # first prefix that matches a module decides its layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("builder.errors", "builder.source", "builder.platform", "builder.globs", "builder.replay"),
+    ("builder.errors", "builder.source", "builder.platform", "builder.globs", "builder.replay",
+     "builder.runsettings"),
     ("builder.syntax",),
     ("builder.instructions", "builder.ignore"),
     ("builder.lint", "builder.plan", "builder.context"),
