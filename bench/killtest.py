@@ -30,8 +30,8 @@ CONTAINERFILE_RUN = """\
 FROM localhost/busybox
 COPY files /files
 RUN cat /files/* > /all && ls -l /all
-RUN ls /sys/class/net > /interfaces && sleep 1
 COPY nonce /nonce
+RUN ls /sys/class/net > /interfaces && sleep 1
 RUN echo done > /done
 """
 CONTAINERFILE_COPY = "FROM scratch\nCOPY files /files\nCOPY nonce /nonce\n"
