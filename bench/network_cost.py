@@ -2,8 +2,10 @@
 
 Run: ``python bench/network_cost.py [--rounds 3] [--steps 20] [--bench DIR]``.
 
-Two measurements, both on a busybox base that pybuild builds first:
+Three measurements, the last two on a busybox base that pybuild builds first:
 
+* ``stack``: the user-mode stack alone, started on a process in a new network
+  namespace until the interface is up (``start_stack``), ``--steps`` times per tool.
 * ``step``: ``run_in_sandbox`` of ``true`` in an extracted busybox root, ``--steps``
   times per mode (none, slirp4netns, pasta, and private, the default), interleaved;
   the median and the fastest wall time of one step per mode, and the fastest's
@@ -47,6 +49,31 @@ def make_base(root: Path, work: Path) -> None:
     shutil.copytree(REPO / "Containerfile.examples" / "busybox", context)
     subprocess.run(["sh", str(context / "prepare.sh")], check=True, stdout=subprocess.DEVNULL)
     pybuild(root, "bud", "-q", "-t", "localhost/busybox:latest", context)
+
+
+def stack_times(steps: int, tools: list[str]) -> dict[str, list[float]]:
+    sys.path.insert(0, str(REPO))
+    from builder.executor.network import parse_mode, plan_network, start_stack
+
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else [
+        "unshare", "--user", "--map-root-user", "--net"]
+    ours = os.stat("/proc/self/ns/net").st_ino
+    times: dict[str, list[float]] = {tool: [] for tool in tools}
+    for _ in range(steps):
+        for tool in tools:
+            holder = subprocess.Popen([*unshare, "--", "sleep", "60"])
+            try:
+                while os.stat(f"/proc/{holder.pid}/ns/net").st_ino == ours:
+                    time.sleep(0.001)
+                network = plan_network(parse_mode(tool))
+                started = time.perf_counter()
+                running = start_stack(network, holder.pid)
+                times[tool].append(time.perf_counter() - started)
+                running.stop()
+            finally:
+                holder.kill()
+                holder.wait()
+    return times
 
 
 def step_times(root: Path, steps: int, modes: list[str]) -> dict[str, list[float]]:
@@ -101,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         rootfs = work / "rootfs"
         subprocess.run(["sh", str(REPO / "fixtures" / "make-busybox.sh"), str(rootfs)],
                        check=True, stdout=subprocess.DEVNULL)
+        stacks = stack_times(args.steps, [m for m in modes if m in ("slirp4netns", "pasta")])
         steps = step_times(rootfs, args.steps, modes)
         builds = build_times(root, context, args.rounds, modes)
     finally:
@@ -108,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "busybox-run" if case.is_dir() else "ten small RUN steps"
     print(f"network cost per RUN step ({args.steps} steps, {args.rounds} builds of {name} "
           f"per mode; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f})")
+    for tool, values in stacks.items():
+        print(f"{tool} start-up: median {statistics.median(values) * 1000:.1f} ms, fastest "
+              f"{min(values) * 1000:.1f} ms")
     print(f"{'mode':<12} {'step median':>12} {'fastest':>9} {'+ vs none':>10} "
           f"{'build fastest':>14} {'+ per step':>11}")
     for mode in modes:
