@@ -540,10 +540,13 @@ def _failed(tool: str, proc: subprocess.Popen[bytes], log: IO[bytes]) -> Network
     except subprocess.TimeoutExpired:
         proc.kill()
     log.seek(0)
-    lines = [line for line in log.read().decode(errors="replace").splitlines()
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines()
              if line.strip() and "to syslog" not in line and "tapfd" not in line]
-    detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-    if "/dev/net/tun" in detail:
+    telling = [line for line in lines  # the cause, rather than the last words
+               if "tun" in line or "denied" in line.lower() or "not permitted" in line.lower()]
+    detail = (telling[0] if telling else lines[-1] if lines
+              else f"exit status {proc.returncode}")
+    if any("tun" in line for line in lines):
         detail += (" (/dev/net/tun must be usable by this user: mode 0666, as Debian's udev "
                    "makes it; or use --network host or --network none)")
     return NetworkError(f"starting {tool} for the step's network: {detail}")

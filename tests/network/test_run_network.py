@@ -129,6 +129,20 @@ def test_missing_tool_names_the_package_and_the_modes_that_need_none(
         assert "ran" in step_output(build(runner, tmp_path, containerfile, "--network", mode))
 
 
+def test_slirp4netns_options_reach_it_and_its_failure_is_reported(
+        tmp_path: Path, with_busybox: Pybuild) -> None:
+    res = build(with_busybox, tmp_path,
+                "FROM localhost/busybox\nRUN ip -4 -o addr show eth0; cat /etc/resolv.conf\n",
+                "--network", "slirp4netns:cidr=10.0.5.0/24,mtu=1500")
+    out = step_output(res)
+    assert "inet 10.0.5.100/24" in out and "mtu" not in out
+    assert "nameserver 10.0.5.3\n" in out  # the forwarder moves with the network
+    res = build(with_busybox, tmp_path, "FROM localhost/busybox\nRUN echo ran\n",
+                "--network", "slirp4netns:outbound_addr=nosuchif0", check=False)
+    assert res.returncode == 125 and "\nran\n" not in res.stdout
+    assert "starting slirp4netns for the step's network: outbound-addr has to be" in res.stderr
+
+
 def test_dns_and_hosts_flags_are_seen_by_the_step_and_never_reach_the_layer(
         tmp_path: Path, with_busybox: Pybuild) -> None:
     res = build(with_busybox, tmp_path,
