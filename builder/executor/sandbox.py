@@ -2,8 +2,8 @@
 
 ``isolation="chroot"`` (the default) needs no external runtime. The caller's
 process starts ``python -m builder.executor.sandbox``, which unshares mount,
-PID, IPC and UTS namespaces (plus network unless ``network="host"``, and a
-user namespace when not root) and forks the namespace's PID 1. PID 1
+PID, IPC and UTS namespaces (plus network, or joins one, unless the network is
+``host``; and a user namespace when not root) and forks the namespace's PID 1. PID 1
 pivots into the root, mounts a fresh ``/proc``, a minimal ``/dev`` on
 tmpfs, read-only ``/sys``, the generated ``/etc/hosts``, ``/etc/resolv.conf``
 and ``/etc/hostname`` and the step's mounts, then forks the command with the
