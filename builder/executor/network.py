@@ -47,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -495,39 +494,29 @@ def _start_pasta(network: Network, pid: int, log: IO[bytes]) -> RunningStack:
             os.close(fd)
         raise NetworkError(f"starting pasta: opening the step's namespaces: {exc.strerror}") \
             from exc
-    scratch = Path(tempfile.mkdtemp(prefix="pybuild-pasta-"))
-    pidfile = scratch / "pid"
+    ready_r, ready_w = os.pipe()  # pasta writes its PID there once the namespace is set up
+    fds.append(ready_w)
     wrapper = shutil.which("setpriv")
     prefix = [wrapper, "--pdeathsig", "KILL", "--"] if wrapper else []
     try:
         proc = subprocess.Popen(
-            [*prefix, network.binary, "--foreground", "--pid", str(pidfile), *argv],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=tuple(fds))
+            [*prefix, network.binary, "--foreground", "--pid", f"/proc/self/fd/{ready_w}",
+             *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=tuple(fds))
     except OSError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
+        os.close(ready_r)
         raise NetworkError(f"starting pasta: {exc.strerror}") from exc
     finally:
         for fd in fds:
             os.close(fd)
     running = RunningStack(proc, None)
     try:
-        deadline = time.monotonic() + _READY_TIMEOUT
-        while not _nonempty(pidfile):  # pasta writes it once the namespace is configured
-            if proc.poll() is not None or time.monotonic() > deadline:
-                running.stop()
-                raise _failed("pasta", proc, log)
-            time.sleep(0.001)
+        ready, _, _ = select.select([ready_r], [], [], _READY_TIMEOUT)
+        if not ready or not os.read(ready_r, 32).strip().isdigit():
+            running.stop()
+            raise _failed("pasta", proc, log)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        os.close(ready_r)
     return running
-
-
-def _nonempty(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
 
 
 def _same_namespace(pid: int, kind: str) -> bool:
