@@ -22,7 +22,7 @@ nothing here needs real root. slirp4netns exits when the pipe pybuild holds
 (``--exit-fd``) closes, pasta when its parent dies (``setpriv --pdeathsig``), so a
 killed build leaves neither behind.
 
-slirp4netns starts in about 6 ms and pasta in about 40 ms on a 2-core machine
+slirp4netns starts in about 8 ms and pasta in about 45 ms on a 2-core machine
 (``bench/network_cost.py``), and slirp4netns alone has an exit pipe: it is the
 default stack; pasta is used where slirp4netns is missing.
 
