@@ -6,6 +6,9 @@ a busybox base image can be built), kills it at a random moment within the
 time a build takes, runs one normal command (``pybuild images``, which cleans
 what the dead process left), then requires ``pybuild check`` to pass, the tag
 to be absent or complete, and (``--next-build each``) the next build to succeed.
+The RUN steps have the default network, so the killed build may leave a
+slirp4netns or pasta process; none may outlive it by more than two seconds
+(found by a token in their environment, so other builds' do not count).
 Prints the counts; exits 1 on the first failure.
 """
 
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 CONTAINERFILE_RUN = """\
@@ -27,14 +31,17 @@ FROM localhost/busybox
 COPY files /files
 RUN cat /files/* > /all && ls -l /all
 COPY nonce /nonce
+RUN ls /sys/class/net > /interfaces && sleep 1
 RUN echo done > /done
 """
 CONTAINERFILE_COPY = "FROM scratch\nCOPY files /files\nCOPY nonce /nonce\n"
+NETWORK_TOOLS = ("slirp4netns", "pasta", "pasta.avx2", "passt", "passt.avx2")
+TOKEN = f"PYBUILD_KILLTEST_TOKEN={uuid.uuid4().hex}"  # in the environment of what we start
 
 
 def pybuild(root: Path, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "builder", "--root", str(root), *map(str, args)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=ENV)
     if check and proc.returncode != 0:
         raise SystemExit(f"killtest: pybuild {' '.join(map(str, args))} exited "
                          f"{proc.returncode}\n{proc.stdout}{proc.stderr}")
@@ -64,6 +71,35 @@ def make_context(work: Path, megabytes: int, with_run: bool, rng: random.Random)
     return ctx
 
 
+ENV = {**os.environ, TOKEN.split("=")[0]: TOKEN.split("=")[1]}
+
+
+def network_processes() -> list[int]:
+    """slirp4netns and pasta processes that our builds started (they inherit TOKEN)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", encoding="utf-8") as f:
+                if f.read().strip() not in NETWORK_TOOLS:
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if TOKEN.encode() in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+def leaked_network_processes(grace: float = 2.0) -> int:
+    """How many user-mode network processes outlived their build by ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while (left := network_processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(left)
+
+
 def mounts_below(root: Path) -> int:
     prefix = os.fspath(root.resolve()) + "/"
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -85,20 +121,26 @@ def run(rounds: int, seed: int, megabytes: int, next_build: str, work: Path) -> 
     pybuild(root, "bud", "-q", "-t", "warmup", ctx)
     duration = time.monotonic() - started
     counts = {"rounds": 0, "killed": 0, "finished_first": 0, "checks_passed": 0,
-              "tags_complete": 0, "tags_absent": 0, "next_builds_ok": 0, "with_run": int(with_run)}
+              "tags_complete": 0, "tags_absent": 0, "next_builds_ok": 0, "with_run": int(with_run),
+              "killed_with_stack": 0}
     for n in range(1, rounds + 1):
         (ctx / "nonce").write_text(str(n))  # new content: new blobs every round
         proc = subprocess.Popen(
             [sys.executable, "-m", "builder", "--root", str(root), "bud", "-q", "-t",
-             "killed", str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "killed", str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
         time.sleep(rng.uniform(0.05, duration * 1.05))
         if proc.poll() is None:
+            counts["killed_with_stack"] += bool(network_processes())
             proc.send_signal(signal.SIGKILL)
             counts["killed"] += 1
         else:
             counts["finished_first"] += 1
         proc.wait()
         counts["rounds"] += 1
+        leaked = leaked_network_processes()
+        if leaked:
+            raise SystemExit(f"killtest: round {n}: {leaked} slirp4netns/pasta processes "
+                             "outlived the killed build")
         pybuild(root, "images")  # the normal next command
         result = pybuild(root, "check", check=False)
         if result.returncode != 0:
@@ -109,6 +151,7 @@ def run(rounds: int, seed: int, megabytes: int, next_build: str, work: Path) -> 
             pybuild(root, "bud", "-q", "-t", "next", ctx)
             counts["next_builds_ok"] += 1
         pybuild(root, "rmi", "-f", "killed", check=False)
+    counts["leaked_network"] = leaked_network_processes()
     counts["leaked_mounts"] = mounts_below(root)
     if counts["leaked_mounts"]:
         raise SystemExit(f"killtest: {counts['leaked_mounts']} mounts left below {root}")
@@ -134,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
           f"mid-build, {counts['finished_first']} finished first; {counts['checks_passed']} "
           f"checks passed; tag complete {counts['tags_complete']}, absent "
           f"{counts['tags_absent']}; {counts['next_builds_ok']} next builds ok; "
-          f"RUN steps: {'yes' if counts['with_run'] else 'no'}; leaked mounts: "
-          f"{counts['leaked_mounts']}")
+          f"RUN steps: {'yes' if counts['with_run'] else 'no'}; killed while a network "
+          f"stack ran: {counts['killed_with_stack']}; leaked slirp4netns/pasta processes: "
+          f"{counts['leaked_network']}; leaked mounts: {counts['leaked_mounts']}")
     return 0
 
 

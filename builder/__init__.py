@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         CopyOptions,
         FromOptions,
         RunOptions,
+        RunSettings,
         Session,
         WorkingContainer,
     )
@@ -29,6 +30,7 @@ __all__ = [
     "CopyOptions",
     "FromOptions",
     "RunOptions",
+    "RunSettings",
     "Session",
     "WorkingContainer",
 ]

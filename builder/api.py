@@ -24,9 +24,11 @@ from builder import replay, userns
 from builder.context import open_context, read_containerfile
 from builder.errors import StepError
 from builder.executor.build import BuildOptions, build
+from builder.executor.network import check_settings
 from builder.executor.output import Progress
 from builder.platform import parse_platform
 from builder.registry.client import RegistryOptions
+from builder.runsettings import RunSettings
 from builder.store import Store
 from builder.store.containers import (
     ConfigChanges,
@@ -53,6 +55,7 @@ __all__ = [
     "CopyOptions",
     "FromOptions",
     "RunOptions",
+    "RunSettings",
     "Session",
     "WorkingContainer",
 ]
@@ -63,6 +66,7 @@ class FromOptions:
     name: str | None = None  # default: IMAGE-working-container
     pull: str = "missing"  # missing, always or never
     registry: RegistryOptions | None = None
+    settings: RunSettings = RunSettings()  # network, DNS, hosts, proxies for later runs
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,11 @@ class RunOptions:
     user: str | None = None  # default: the config's USER
     workdir: str | None = None  # default: the config's WORKDIR
     env: tuple[str, ...] = ()  # "K=V" added to the config's environment
-    network: str = "private"  # private, none or host
     volumes: tuple[str, ...] = ()  # "SRC:DST[:ro]"
     isolation: str = "chroot"  # chroot or oci
+    # RunSettings(network="none"), dns=..., add_hosts=..., http_proxy=...; what is given
+    # overrides the container's FromOptions.settings
+    settings: RunSettings = RunSettings()
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class BuildRequest:
     labels: dict[str, str] = field(default_factory=dict)
     timestamp: int | None = None
     quiet: bool = True  # no step output on stdout
+    settings: RunSettings = RunSettings()  # RUN's network, DNS, hosts and proxies
 
 
 class Session:
@@ -119,7 +126,8 @@ class Session:
     def from_image(self, image: str, options: FromOptions = FromOptions()) -> WorkingContainer:
         """A new working container from an image (pulled when needed) or "scratch"."""
         made = create_container(self.store, image, name=options.name, pull=options.pull,
-                                driver=self.driver, registry_options=options.registry)
+                                driver=self.driver, registry_options=options.registry,
+                                run_settings=check_settings(options.settings))
         return WorkingContainer(self.store, made.id, made.name)
 
     def container(self, name_or_id: str) -> WorkingContainer:
@@ -139,6 +147,7 @@ class Session:
             platform=parse_platform(request.platform), tags=request.tags,
             build_args=dict(request.build_args), target=request.target, format=request.format,
             labels=dict(request.labels), timestamp=request.timestamp, driver=self.driver,
+            run_settings=check_settings(request.settings),
         )
         return build(self.store, options, Progress(quiet=request.quiet)).image_id
 
@@ -172,7 +181,7 @@ class WorkingContainer:
 
         status = run_container(
             self.store, self.id, argv, user=options.user, workdir=options.workdir,
-            env=options.env, network=options.network,
+            env=options.env, settings=options.settings,
             mounts=[parse_volume(v) for v in options.volumes], isolation=options.isolation,
         )
         if check and status != 0:

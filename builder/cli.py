@@ -15,6 +15,7 @@ searches, and rebuilds ``builder.replay`` answers, stay outside.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from builder import replay
@@ -107,7 +108,8 @@ def _top_parser() -> argparse.ArgumentParser:
         "--storage-driver", choices=["overlay", "vfs"], default=None,
         help="how root filesystems are assembled (default: overlay where it mounts)",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors and how RUN steps are set up")
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     options = GlobalOptions(
         root=ns.root or default_root(), storage_driver=ns.storage_driver, debug=ns.debug
     )
+    if ns.debug:
+        os.environ["PYBUILD_DEBUG"] = "1"  # read where debug lines are written
     module_name, summary = COMMANDS[ns.command]
     module = importlib.import_module(module_name)
     sub = Parser(prog=f"pybuild {ns.command}", description=summary)

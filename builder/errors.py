@@ -16,7 +16,8 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ PatternError           a glob Go's filepath.Match would reject
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
-    │  └─ IdMapError          a file owner outside the user namespace's id map
+    │  ├─ IdMapError          a file owner outside the user namespace's id map
+    │  └─ NetworkError        no user-mode network tool, or it failed to start
     ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
     ├─ ExportError            bud --output could not write its destination
     ├─ StoreError             image not found, store locked/unwritable
@@ -137,6 +138,12 @@ class IdMapError(SandboxError):
     the id and how to widen /etc/subuid and /etc/subgid)."""
 
     code = "id-map"
+
+
+class NetworkError(SandboxError):
+    """A step's network could not be set up (slirp4netns or pasta missing or failing)."""
+
+    code = "network"
 
 
 class LayerError(PybuildError):

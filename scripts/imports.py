@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "builder"
 # first prefix that matches a module decides its layer.
 LAYERS: list[tuple[str, ...]] = [
     ("builder.errors", "builder.source", "builder.platform", "builder.reference",
-     "builder.globs", "builder.replay", "builder.rootfs.paths"),
+     "builder.globs", "builder.replay", "builder.rootfs.paths", "builder.runsettings"),
     ("builder.syntax",),
     ("builder.instructions", "builder.ignore"),
     ("builder.lint", "builder.plan", "builder.context", "builder.preprocess"),
@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     # what steps do to a root file system: run in the sandbox, copy, config edits
     ("builder.executor.users", "builder.executor.config", "builder.executor.output",
      "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts",
-     "builder.executor.sshagent"),
+     "builder.executor.sshagent", "builder.executor.network"),
     ("builder.registry",),
     ("builder.store",),
     ("builder.cache",),

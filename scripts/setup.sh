@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-pip busybox-static buildah skopeo umoci
           docker-registry runc uidmap apache2-utils openssl zstd xz-utils bzip2 ca-certificates
-          podman cpp git gnupg)
+          podman cpp git gnupg slirp4netns passt mmdebstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,6 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+# RUN's default network: slirp4netns (or pasta) opens /dev/net/tun as the building user.
+# Debian's udev makes it 0666; machines without udev leave the kernel's 0600 (root only).
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 PYTHON=${PYTHON:-python3}

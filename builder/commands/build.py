@@ -33,6 +33,7 @@ PULL_POLICIES = {  # --pull values (Buildah's and Podman's spellings) -> policy
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    from builder.commands.runflags import add_network_flags
     from builder.registry.flags import add_registry_flags
 
     add = parser.add_argument
@@ -78,8 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add_registry_flags(parser, quiet=False)
     add("--isolation", choices=("chroot", "oci"), default=None,
         help="how RUN is isolated (env BUILDAH_ISOLATION)")
-    add("--network", choices=("private", "none", "host"), default=None,
-        help="network for RUN steps")
+    add_network_flags(parser)
     add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
         help="a secret RUN --mount=type=secret can use")
     add("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
@@ -351,6 +351,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         platform_log,
         stdout_aside,
     )
+    from builder.commands.runflags import run_settings
     from builder.errors import UsageError
     from builder.executor.build import BuildOptions, build_platforms
     from builder.executor.output import Progress
@@ -405,7 +406,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             timestamp=timestamp,
             compression=compression,
             isolation=isolation,
-            network=args.network,
+            run_settings=run_settings(args),
             secrets=_secrets(args.secret),
             ssh=parse_ssh(args.ssh, os.environ),
             driver=options.storage_driver,

@@ -203,9 +203,11 @@ def run_in_working_container(args: argparse.Namespace, options: GlobalOptions) -
     """``pybuild run CONTAINER [--] CMD...`` when CONTAINER names a working container.
 
     Takes the namespace ``builder.commands.run`` parses (image, cmd, user,
-    workingdir, env, volume, network, isolation, hostname, interactive).
+    workingdir, env, volume, the RUN flags of ``runflags``, isolation, hostname,
+    interactive); the RUN flags given override those ``from`` saved.
     """
     from builder.commands import open_store
+    from builder.commands.runflags import run_settings
     from builder.store.containers import parse_volume, run_container
 
     argv = list(args.cmd)
@@ -213,7 +215,7 @@ def run_in_working_container(args: argparse.Namespace, options: GlobalOptions) -
         argv = argv[1:]
     return run_container(
         open_store(options.root), args.image, argv, user=args.user, workdir=args.workingdir,
-        env=args.env, network=args.network, mounts=[parse_volume(v) for v in args.volume],
+        env=args.env, settings=run_settings(args), mounts=[parse_volume(v) for v in args.volume],
         isolation=args.isolation, hostname=args.hostname if args.hostname != "pybuild" else None,
         stdin=args.interactive,
     )

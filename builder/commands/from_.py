@@ -10,9 +10,11 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    from builder.commands.runflags import add_network_flags
     from builder.registry.flags import add_registry_flags
 
     add_registry_flags(parser)
+    add_network_flags(parser)  # saved with the container for its later runs
     parser.add_argument("--name", help="container name (default: IMAGE-working-container)")
     parser.add_argument("--pull", nargs="?", const="always", default="missing",
                         choices=["missing", "always", "never"],
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.commands import open_store
+    from builder.commands.runflags import run_settings
     from builder.registry.flags import registry_options
     from builder.store.containers import create_container
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         open_store(options.root), args.image, name=args.name, pull=args.pull,
         driver=options.storage_driver,
         registry_options=registry_options(args, platform=args.platform),
+        run_settings=run_settings(args),
     )
     print(container.name, flush=True)
     return 0

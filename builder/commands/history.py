@@ -85,10 +85,10 @@ def uncompressed_size(store: Store, layer: Any) -> int:
 
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
-    from builder.store import Store
+    from builder.commands import open_store
     from builder.store.transports import read_image
 
-    store = Store(options.root)
+    store = open_store(options.root)
     record = read_image(store, args.image)
     found = steps(store, record)
     if args.command == "tree":

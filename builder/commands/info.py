@@ -39,11 +39,13 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
             print(f"{key + ':':<10} {value}")
         return 0
     from builder import userns
+    from builder.executor.network import tool_summary
     from builder.rootfs.workspace import describe_driver, detect_driver
 
     driver = options.storage_driver or detect_driver(options.root)
     rootless = userns.rootless()
     maps = userns.describe_maps()
+    network = tool_summary()
     info: dict[str, Mapping[str, object]] = {
         "store": {"root": str(options.root), "driver": driver,
                   "driver_detail": describe_driver(options.root, driver),
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
                       "rootless": rootless,
                       "uid_map": [list(r) for r in maps["uid"]],
                       "gid_map": [list(r) for r in maps["gid"]]},
+        "network": network,
         "versions": versions,
     }
     if args.format == "json":
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     print(f"run root:        {info['store']['runroot']}")
     print(f"storage driver:  {info['store']['driver_detail']}")
     print("isolation:       chroot (default), oci")
+    print(f"network:         {_network_line(network)}")
     print(f"rootless:        {'yes' if rootless else 'no'}")
     if rootless:
         for kind in ("uid", "gid"):
@@ -71,3 +75,16 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     for key, value in versions.items():
         print(f"{key + ' version:':<16} {value}")
     return 0
+
+
+def _network_line(network: Mapping[str, object]) -> str:
+    """``private via slirp4netns 1.2.0 (default); also pasta; none, host, ns:PATH``."""
+    tools = network["tools"]
+    assert isinstance(tools, dict)
+    if network["tool"]:
+        default = f"private via {network['tool']} {network['tool_version']} (default)"
+    else:
+        default = "private (default) needs slirp4netns or pasta: neither is installed"
+    others = [t if v == "unknown" else f"{t} {v}" for t, v in tools.items()
+              if t != network["tool"] and v != "not installed"]
+    return "; ".join([default, *(f"also {o}" for o in others), "none, host, ns:PATH"])

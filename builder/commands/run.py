@@ -10,8 +10,10 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    from builder.commands.runflags import add_network_flags
+
     parser.add_argument("--isolation", choices=["chroot", "oci"], default="chroot")
-    parser.add_argument("--network", choices=["none", "host", "private"], default="private")
+    add_network_flags(parser)
     parser.add_argument("--user", "-u", default=None, help="USER value (default: the image's)")
     parser.add_argument("--workingdir", "-w", default=None)
     parser.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
@@ -24,12 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.commands import open_store
+    from builder.commands.runflags import run_settings
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
     from builder.store.containers import is_container, parse_volume
 
     store = open_store(options.root)
+    settings = run_settings(args)
     if is_container(store, args.image):
         from builder.commands.ctr import run_in_working_container
 
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     spec = RunSpec(
         argv=argv, env=env, cwd=args.workingdir or config.working_dir or "/",
         user=config.user if args.user is None else args.user, hostname=args.hostname,
-        network=args.network, mounts=tuple(parse_volume(v) for v in args.volume),
+        settings=settings, mounts=tuple(parse_volume(v) for v in args.volume),
         stdin=args.interactive, isolation=args.isolation,
     )
     with Workspace.create(store, record.layers, driver=options.storage_driver) as workspace:

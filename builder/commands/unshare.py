@@ -45,10 +45,10 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
         env.update(USER="root", LOGNAME="root", USERNAME="root")
     with contextlib.ExitStack() as stack:
         if args.mount:
+            from builder.commands import open_store
             from builder.store.containers import container_root, find_container
-            from builder.store import Store
 
-            store = Store(options.root)
+            store = open_store(options.root)
             for item in args.mount:
                 var, eq, ref = item.rpartition("=")
                 container = find_container(store, ref)

@@ -50,6 +50,7 @@ from builder.executor.copier import SourceTree, context_tree
 from builder.executor.effects import LayerOptions, RootfsEffects
 from builder.executor.gitsource import git_identity
 from builder.executor.imageflags import apply_image_flags
+from builder.executor.network import proxy_build_args
 from builder.executor.output import LineWriter, Progress
 from builder.executor.sshagent import SshAgents, SshSource
 from builder.executor.stage import StageExecutor, StageOptions, StageResult, StepContext
@@ -68,6 +69,7 @@ from builder.registry.client import RegistryOptions, remote_digest
 from builder.rootfs.export import export_root
 from builder.rootfs.layercache import forget, layer_cache_dir
 from builder.rootfs.workspace import Workspace
+from builder.runsettings import RunSettings
 from builder.source import Location
 from builder.store import ImageRecord, Store
 from builder.store.manifests import add_to_manifest
@@ -90,7 +92,7 @@ class BuildOptions:
     timestamp: int | None = None
     compression: str = "gzip"
     isolation: str | None = None
-    network: str | None = None
+    run_settings: RunSettings = RunSettings()  # --network, --dns, --add-host, ...
     secrets: dict[str, Any] = field(default_factory=dict)
     driver: str | None = None
     ignore_file: Path | None = None
@@ -151,7 +153,9 @@ class BuildState:
             compression=options.compression, timestamp=options.timestamp,
             created=_rfc3339(options.timestamp if options.timestamp is not None
                              else time.time()),
-            network=options.network, isolation=options.isolation, driver=options.driver,
+            run_settings=options.run_settings,
+            proxy_args=tuple(proxy_build_args(options.build_args).items()),
+            isolation=options.isolation, driver=options.driver,
             stdin=options.stdin)
         self.effects = RootfsEffects(
             store.layout, LayerOptions(options.compression, options.timestamp, layer_format),

@@ -42,6 +42,7 @@ from builder.plan.graph import StagePlan, StageRef
 from builder.rootfs.layercache import StoreLike
 from builder.rootfs.paths import resolve_in_root
 from builder.rootfs.workspace import Workspace
+from builder.runsettings import RunSettings
 
 __all__ = ["Effects", "LayerOptions", "RootfsEffects", "RunStep", "StageResult"]
 
@@ -91,7 +92,7 @@ class RunStep:
     cwd: str
     user: str
     hostname: str
-    network: str
+    settings: RunSettings  # the step's network (its mode decided), DNS, hosts, proxies
     isolation: str
     mounts: tuple[tuple[RunMount, StageRef | None], ...] = ()
     preserve: tuple[str, ...] = ()  # VOLUME paths whose changes the step must not keep
@@ -198,8 +199,8 @@ class RootfsEffects:
             mounts = [dataclasses.replace(m, type="bind", source=next(served))
                       if m.type == "ssh" else m for m in mounts]
             spec = RunSpec(argv=step.argv, env=env, cwd=step.cwd, user=step.user,
-                           hostname=step.hostname, network=step.network, mounts=tuple(mounts),
-                           isolation=step.isolation, stdin=step.stdin)
+                           hostname=step.hostname, settings=step.settings,
+                           mounts=tuple(mounts), isolation=step.isolation, stdin=step.stdin)
             return run_in_sandbox(workspace.root, spec)
 
     def ensure_dir(self, stage: StageResult, path: str, user: str) -> bool:

@@ -2,8 +2,8 @@
 
 ``isolation="chroot"`` (the default) needs no external runtime. The caller's
 process starts ``python -m builder.executor.sandbox``, which unshares mount,
-PID, IPC and UTS namespaces (plus network unless ``network="host"``, and a
-user namespace when not root) and forks the namespace's PID 1. PID 1
+PID, IPC and UTS namespaces (plus network, or joins one, unless the network is
+``host``; and a user namespace when not root) and forks the namespace's PID 1. PID 1
 pivots into the root, mounts a fresh ``/proc``, a minimal ``/dev`` on
 tmpfs, read-only ``/sys``, the generated ``/etc/hosts``, ``/etc/resolv.conf``
 and ``/etc/hostname`` and the step's mounts, then forks the command with the
@@ -13,10 +13,14 @@ mount point it had to create (restoring the parents' mtimes) and exits with
 the command's status (128+N for signal N). Mount points therefore never
 reach a layer, and an image without ``/etc`` does not gain one.
 
-Network modes: ``host`` shares the host's network; ``none`` and ``private``
-get a new network namespace with only loopback up. ``private`` would add a
-user-mode network (slirp4netns or pasta) where one is installed; neither is
-here, so today it is loopback only, as Buildah is without CNI plugins.
+Network (``builder.executor.network``): ``host`` shares the host's network,
+``ns:PATH`` joins a namespace, ``none`` gets a new one with only loopback, and
+``private`` (the default) a new one that slirp4netns or pasta connects to the
+outside. For those the helper reports once its namespaces exist; the caller
+starts the stack on the helper's PID and lets it go on when the interface is up,
+and stops the stack when the step ends. Proxy variables from the caller's
+environment (HTTP_PROXY and the rest) reach the step unless ``--http-proxy=false``;
+they are added here, so they never reach an image's config, history or cache key.
 
 ``isolation="oci"`` writes an OCI runtime bundle and runs ``runc``.
 """
@@ -35,8 +39,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import SandboxError
+from builder.runsettings import RunSettings
+
+if TYPE_CHECKING:
+    from builder.executor.network import Network, RunningStack
 
 __all__ = ["MountSpec", "RunSpec", "run_in_sandbox", "DEFAULT_CAPABILITIES"]
 
@@ -91,26 +100,38 @@ class MountSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and how; ``user`` is a USER value resolved inside the root."""
+    """What to run and how; ``user`` is a USER value resolved inside the root;
+    ``settings`` holds the network mode (``settings.network``) and the rest of
+    what ``--network``, ``--dns``, ``--add-host`` and ``--http-proxy`` set."""
 
     argv: list[str]
     env: list[str]
     cwd: str = "/"
     user: str = ""
     hostname: str = "pybuild"
-    network: str = "private"
     mounts: tuple[MountSpec, ...] = ()
     stdin: bool = False
     isolation: str = "chroot"
-    extra_hosts: tuple[str, ...] = field(default=())
+    settings: RunSettings = field(default=RunSettings())
 
 
 def run_in_sandbox(root: Path, spec: RunSpec) -> int:
     """Run ``spec`` in ``root``; returns the exit status (128+N for signal N)."""
-    if spec.network not in ("none", "host", "private"):
-        raise SandboxError(f"running step: unknown network mode {spec.network!r}")
+    from builder.executor.network import (
+        check_settings,
+        debug,
+        debugging,
+        parse_mode,
+        plan_network,
+    )
+
     if not spec.argv:
         raise SandboxError("running step: no command given")
+    if spec.isolation not in ("chroot", "oci"):
+        raise SandboxError(f"running step: unknown isolation {spec.isolation!r}")
+    network = plan_network(parse_mode(check_settings(spec.settings).network))
+    if debugging():
+        debug(f"network: {network.describe()}")
     root = Path(os.path.realpath(root))
     from builder.executor.users import resolve_user_in_root
 
@@ -118,15 +139,18 @@ def run_in_sandbox(root: Path, spec: RunSpec) -> int:
     with ExitStack() as stack:
         mounts = [stack.enter_context(_prepared(m)) for m in spec.mounts]
         if spec.isolation == "oci":
-            return _run_oci(root, spec, user, mounts)
-        if spec.isolation != "chroot":
-            raise SandboxError(f"running step: unknown isolation {spec.isolation!r}")
-        return _run_chroot(root, spec, user, mounts)
+            return _run_oci(root, spec, user, mounts, network)
+        return _run_chroot(root, spec, user, mounts, network)
 
 
 def _env_with_defaults(spec: RunSpec, home: str, mounts: list[MountSpec]) -> list[str]:
     env = list(spec.env)
     names = {item.partition("=")[0] for item in env}
+    if spec.settings.passes_proxies:  # the caller's proxies, under everything the step sets
+        from builder.runsettings import PROXY_VARIABLES
+
+        env = [f"{k}={os.environ[k]}" for k in PROXY_VARIABLES
+               if k in os.environ and k not in names] + env
     if "HOME" not in names:
         env.append(f"HOME={home}")
     if "PATH" not in names:
@@ -137,28 +161,24 @@ def _env_with_defaults(spec: RunSpec, home: str, mounts: list[MountSpec]) -> lis
     return env
 
 
-def _etc_files(root: Path, spec: RunSpec) -> dict[str, bytes]:
-    """Contents bound at /etc/hosts, /etc/resolv.conf and /etc/hostname."""
+def _etc_files(root: Path, spec: RunSpec, network: Network) -> dict[str, bytes]:
+    """Contents bound at /etc/hosts, /etc/resolv.conf and /etc/hostname (the first two
+    are left out when ``--no-hosts`` or ``--dns=none`` leave them to the image)."""
+    from builder.executor.network import hosts_file, resolv_conf
     from builder.rootfs.paths import resolve_in_root
 
     try:
         own = resolve_in_root(root, "/etc/hosts").read_text(errors="replace")
     except OSError:
         own = ""
-    hosts = own if own.endswith("\n") or not own else own + "\n"
-    if "localhost" not in own:
-        hosts += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    hosts += f"127.0.1.1\t{spec.hostname}\n"
-    hosts += "".join(f"{h}\n" for h in spec.extra_hosts)
     try:
-        resolv = Path("/etc/resolv.conf").read_text(errors="replace")
+        host_resolv = Path("/etc/resolv.conf").read_text(errors="replace")
     except OSError:
-        resolv = ""
-    if spec.network != "host":  # the host's loopback resolver is not reachable
-        resolv = "".join(line + "\n" for line in resolv.splitlines()
-                         if not line.strip().startswith("nameserver 127."))
-    return {"/etc/hosts": hosts.encode(), "/etc/resolv.conf": resolv.encode(),
-            "/etc/hostname": f"{spec.hostname}\n".encode()}
+        host_resolv = ""
+    files = {"/etc/hosts": hosts_file(network, spec.settings, own, spec.hostname),
+             "/etc/resolv.conf": resolv_conf(network, spec.settings, host_resolv),
+             "/etc/hostname": f"{spec.hostname}\n".encode()}
+    return {target: data for target, data in files.items() if data is not None}
 
 
 @contextmanager
@@ -224,21 +244,25 @@ def _mount_json(mount: MountSpec) -> dict[str, object]:
     return out
 
 
-def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -> int:
+def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
+                network: Network) -> int:
+    from builder import userns
     from builder.executor.users import ResolvedUser
 
     assert isinstance(user, ResolvedUser)
-    from builder import userns
-
     rootless = os.geteuid() != 0  # no user namespace yet: the step makes its own
+    mode = network.mode
     config = {
         "root": os.fspath(root), "argv": spec.argv,
         "env": _env_with_defaults(spec, user.home, mounts), "cwd": spec.cwd or "/",
         "uid": user.uid, "gid": user.gid, "groups": list(user.groups),
-        "hostname": spec.hostname, "network": spec.network, "rootless": rootless,
+        "hostname": spec.hostname, "rootless": rootless,
         "userns": rootless or userns.inside(),
+        "netns": "new" if mode.own_namespace else mode.path or "host",
+        "stack": bool(network.tool),
         "mounts": [_mount_json(m) for m in mounts],
-        "files": {k: base64.b64encode(v).decode() for k, v in _etc_files(root, spec).items()},
+        "files": {k: base64.b64encode(v).decode()
+                  for k, v in _etc_files(root, spec, network).items()},
     }
     config_r, config_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -256,17 +280,22 @@ def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]
         raise SandboxError(f"starting sandbox: {exc.strerror}") from exc
     for fd in fds:
         os.close(fd)
+    stack = None
     try:
         with os.fdopen(config_w, "w") as pipe:
             json.dump(config, pipe)
         if rootless:
             _map_ids(proc.pid, sync_parent_r, sync_parent_w)
+        if network.tool:
+            stack = _connect(network, proc.pid, sync_parent_r, sync_parent_w)
         status = proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     finally:
+        if stack is not None:
+            stack.stop()
         os.close(sync_parent_r)
         os.close(sync_parent_w)
     with os.fdopen(err_r, "rb") as pipe:
@@ -276,7 +305,23 @@ def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]
     return 128 - status if status < 0 else status
 
 
-def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -> int:
+def _connect(network: Network, pid: int, sync_r: int, sync_w: int) -> RunningStack | None:
+    """Start the user-mode stack once the helper reports its network namespace."""
+    from builder.executor.network import start_stack
+
+    if os.read(sync_r, 1) != b"n":
+        return None  # the helper failed before; its error says why
+    try:
+        stack = start_stack(network, pid)
+    except BaseException:
+        os.write(sync_w, b"!")
+        raise
+    os.write(sync_w, b"g")
+    return stack
+
+
+def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
+             network: Network) -> int:
     """Run the step with runc from a generated OCI runtime bundle."""
     import tempfile
     import uuid
@@ -292,6 +337,8 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -
         raise SandboxError("running step with oci isolation: needs runc and root",
                            hint="rootless builds use --isolation chroot")
     bundle = Path(tempfile.mkdtemp(prefix="pybuild-oci-"))
+    holder: subprocess.Popen[bytes] | None = None
+    stack: RunningStack | None = None
     try:
         oci_mounts: list[dict[str, object]] = [
             {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -304,7 +351,7 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
              "options": ["nosuid", "noexec", "nodev", "ro"]},
         ]
-        files = dict(_etc_files(root, spec))
+        files = dict(_etc_files(root, spec, network))
         for m in mounts:
             if m.type == "secret" and m.target and m.data is not None:
                 files[m.target] = m.data
@@ -324,8 +371,16 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -
                                "options": ["bind", "ro" if secret else "rw"]})
         missing = _missing_points(root, [str(m["destination"]) for m in oci_mounts], resolve_in_root)
         caps = sorted(DEFAULT_CAPABILITIES)
-        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-        if spec.network != "host":
+        namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        if network.mode.kind == "ns":
+            namespaces.append({"type": "network", "path": network.mode.path})
+        elif network.tool:  # a namespace held open while the stack connects it
+            from builder.executor.network import start_stack
+
+            holder = _netns_holder()
+            stack = start_stack(network, holder.pid)
+            namespaces.append({"type": "network", "path": f"/proc/{holder.pid}/ns/net"})
+        elif network.mode.own_namespace:
             namespaces.append({"type": "network"})
         config = {
             "ociVersion": "1.0.2",
@@ -353,7 +408,38 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]) -
         _remove_points(missing)
         return 128 - status if status < 0 else status
     finally:
+        if stack is not None:
+            stack.stop()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _netns_holder() -> subprocess.Popen[bytes]:
+    """A process alone in a new network namespace, for runc to join (dies with us)."""
+    import time
+
+    wrapper = shutil.which("setpriv")
+    prefix = [wrapper, "--pdeathsig", "KILL", "--"] if wrapper else []
+    try:
+        holder = subprocess.Popen([*prefix, "unshare", "--net", "--", "sleep", "infinity"],
+                                  stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise SandboxError(f"creating a network namespace: {exc.strerror}") from exc
+    ours = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if os.stat(f"/proc/{holder.pid}/ns/net").st_ino != ours:
+                return holder
+        except OSError:
+            pass
+        if holder.poll() is not None or time.monotonic() > deadline:
+            holder.kill()
+            holder.wait()
+            raise SandboxError("creating a network namespace: unshare --net failed")
+        time.sleep(0.001)
 
 
 def _missing_points(root: Path, targets: list[str], resolve: object) -> list[tuple[Path, int]]:
@@ -436,17 +522,31 @@ def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
     with os.fdopen(config_fd) as pipe:
         config = json.load(pipe)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    netns = config["netns"]
     try:
         syscalls.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        joined = os.open(netns, os.O_RDONLY | os.O_CLOEXEC) if netns.startswith("/") else -1
         if config["rootless"]:
             syscalls.unshare(_CLONE_NEWUSER)
             os.write(sync_w, b"u")
             if os.read(sync_r, 1) != b"k":
                 return 125
+        if joined >= 0:
+            try:
+                syscalls.setns(joined, _CLONE_NEWNET)
+            except OSError as exc:
+                os.write(err_fd, f"joining network namespace {netns}: {exc.strerror}".encode())
+                return 125
+            finally:
+                os.close(joined)
         flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
-        if config["network"] != "host":
+        if netns == "new":
             flags |= _CLONE_NEWNET
         syscalls.unshare(flags)
+        if config["stack"]:  # the caller connects our network namespace, then says go
+            os.write(sync_w, b"n")
+            if os.read(sync_r, 1) != b"g":
+                return 125
     except OSError as exc:
         os.write(err_fd, f"creating namespaces: {exc.strerror}".encode())
         return 125
@@ -593,7 +693,7 @@ class _Init:
         s.umount(old, s.MNT_DETACH)
         self.mounted = [m for m in self.mounted if m != _STAGE]
         s.sethostname(config["hostname"])
-        if config["network"] != "host":
+        if config["netns"] == "new":
             _loopback_up()
         os.makedirs(config["cwd"], 0o755, exist_ok=True)
         self.setup_mtimes = {p: os.stat(p).st_mtime_ns for p in self.parent_times}

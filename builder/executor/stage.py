@@ -41,6 +41,7 @@ from builder.executor import config as cfg
 from builder.executor.copier import CopyRequest, SourceTree, check_chmod, source_paths
 from builder.executor.effects import Effects, RunStep, StageResult
 from builder.executor.gitsource import split_git_sources
+from builder.executor.network import step_settings
 from builder.executor.output import Progress
 from builder.image.layer import Layer
 from builder.image.spec import History, ImageConfig
@@ -49,6 +50,7 @@ from builder.instructions.parse import parse_containerfile
 from builder.plan.args import ArgScope, declare_args, expand
 from builder.plan.graph import BuildPlan, StagePlan, StageRef
 from builder.rootfs.layercache import StoreLike
+from builder.runsettings import RunSettings
 
 __all__ = ["StageExecutor", "StageInputs", "StageOptions", "StageResult", "StepCache",
            "StepContext"]
@@ -63,9 +65,10 @@ class StageOptions:
     compression: str
     timestamp: int | None
     created: str  # the history entries' time
-    network: str | None
     isolation: str | None
     driver: str | None
+    run_settings: RunSettings = RunSettings()  # network, DNS, hosts, proxies of RUN steps
+    proxy_args: tuple[tuple[str, str], ...] = ()  # proxy build args: RUN's env, no ARG line
     stdin: bool = False  # RUN steps read pybuild's stdin (--stdin)
 
 
@@ -464,11 +467,12 @@ class StageExecutor:
                    else self.ctx.plan.resolve(self.expand(mount.from_, ins), self.plan.index,
                                               ins)
                    for index, mount in enumerate(mounts)]
-        env = {**self.scope.values, **state.env_map()}
+        # proxy build args reach the step without an ARG line, and stay out of its key
+        env = {**dict(options.proxy_args), **self.scope.values, **state.env_map()}
         return RunStep(
             argv=_run_argv(ins, state.shell), env=[f"{k}={v}" for k, v in env.items()],
             cwd=state.config.working_dir or "/", user=state.config.user or "",
-            hostname="pybuild", network=ins.network or options.network or "private",
+            hostname="pybuild", settings=step_settings(ins.network, options.run_settings),
             isolation=options.isolation or "chroot", mounts=tuple(zip(mounts, sources)),
             preserve=tuple(self.preserved), stdin=options.stdin)
 
@@ -491,7 +495,8 @@ class StageExecutor:
         key = self.fs_key(
             "RUN", ins.original, step.argv, sorted({**self.scope.values,
                                                    **self.state.env_map()}.items()),
-            step.cwd, step.user, step.network, self.ctx.options.isolation, step.preserve,
+            step.cwd, step.user, step.settings.network, self.ctx.options.isolation,
+            step.preserve,
             [h.body for h in ins.heredocs], [dataclasses.asdict(mount) for mount, _ in step.mounts],
             used,
         )

@@ -111,9 +111,12 @@ class ArgScope:
 
 
 def unconsumed(build_args: Mapping[str, str], consumed: Iterable[str]) -> list[str]:
-    """Build args no ARG declared (platform args never count), sorted."""
+    """Build args no ARG declared (platform and proxy args never count), sorted."""
+    from builder.runsettings import PROXY_VARIABLES
+
     used = set(consumed)
-    return sorted(k for k in build_args if k not in used and k not in PLATFORM_ARGS)
+    return sorted(k for k in build_args
+                  if k not in used and k not in PLATFORM_ARGS and k not in PROXY_VARIABLES)
 
 
 def expand(word: str, env: Mapping[str, str], escape: str, location: Location) -> str:

@@ -12,7 +12,8 @@ import os
 __all__ = [
     "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
     "MS_REC", "MS_REMOUNT", "MS_SLAVE",
-    "mount", "umount", "pivot_root", "unshare", "sethostname", "prctl", "capset", "syncfs",
+    "mount", "umount", "pivot_root", "unshare", "setns", "sethostname", "prctl", "capset",
+    "syncfs",
 ]
 
 MS_RDONLY = 0x1
@@ -77,6 +78,11 @@ def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]
 def unshare(flags: int) -> None:
     """unshare(2)."""
     _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2): join the namespace ``fd`` refers to."""
+    _check(_libc.setns(fd, nstype), "setns")
 
 
 def sethostname(name: str) -> None:

@@ -53,6 +53,7 @@ from builder.image.spec import ContainerConfig, Descriptor, History, ImageConfig
 from builder.platform import host_platform
 from builder.registry.client import RegistryOptions
 from builder.rootfs.workspace import Workspace, detect_driver
+from builder.runsettings import RunSettings
 from builder.store.store import ImageRecord, Store, register_gc_roots
 from builder.store.transports import import_image, parse_transport, pull_image
 
@@ -96,6 +97,7 @@ class Container:
     annotations: dict[str, str] = field(default_factory=dict)
     created_by: str = ""  # history text for the next commit
     mounted: bool = False  # left mounted by ``mount`` until ``umount``
+    run_settings: RunSettings = RunSettings()  # ``from``'s --network, --dns, ... for ``run``
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -104,6 +106,7 @@ class Container:
             "config": json.loads(self.config.to_json("docker")), "driver": self.driver,
             "created": self.created, "annotations": self.annotations,
             "created_by": self.created_by, "mounted": self.mounted,
+            "run_settings": self.run_settings.to_json(),
         }, indent=1).encode()
 
     @classmethod
@@ -114,6 +117,7 @@ class Container:
             layers=_layers_from_json(d), config=ImageConfig.from_json(d["config"]),
             driver=d["driver"], created=d["created"], annotations=d.get("annotations") or {},
             created_by=d.get("created_by") or "", mounted=bool(d.get("mounted")),
+            run_settings=RunSettings.from_json(d.get("run_settings")),
         )
 
 
@@ -272,8 +276,10 @@ def _resolve_image(store: Store, image: str, pull: str,
 def create_container(
     store: Store, image: str, *, name: str | None = None, pull: str = "missing",
     driver: str | None = None, registry_options: RegistryOptions | None = None,
+    run_settings: RunSettings | None = None,
 ) -> Container:
-    """A new working container from ``image`` (a stored or pullable image, or "scratch")."""
+    """A new working container from ``image`` (a stored or pullable image, or "scratch");
+    ``run_settings`` apply to its later runs."""
     if name is not None:
         _check_name(name)
     if image.lower() == SCRATCH:
@@ -292,7 +298,7 @@ def create_container(
     container = Container(
         id=secrets.token_hex(32), name=name or "", image_id=image_id, image_name=image_name,
         layers=layers, config=config, driver=driver,
-        created=_now(),
+        created=_now(), run_settings=run_settings or RunSettings(),
     )
     # Extract and copy outside the lock, in this process's temp dir (removed if we
     # die); only naming and the final rename happen under the lock.
@@ -383,13 +389,14 @@ def _changes(store: Store, container: Container) -> list[LayerEntry]:
 
 def run_container(
     store: Store, ref: str, argv: Sequence[str], *, user: str | None = None,
-    workdir: str | None = None, env: Sequence[str] = (), network: str = "private",
+    workdir: str | None = None, env: Sequence[str] = (), settings: RunSettings | None = None,
     mounts: Sequence[MountSpec] = (), isolation: str = "chroot", hostname: str | None = None,
     stdin: bool = False,
 ) -> int:
     """Run ``argv`` in the working container (the sandbox RUN uses); writes persist.
 
-    Without argv the config's entrypoint and cmd run. Returns the exit status.
+    Without argv the config's entrypoint and cmd run; ``settings`` given override
+    those the container was made with. Returns the exit status.
     """
     container = find_container(store, ref)
     config = container.config.config
@@ -400,7 +407,9 @@ def run_container(
         argv=command, env=[*(config.env or []), *(e if "=" in e else f"{e}=" for e in env)],
         cwd=workdir or config.working_dir or "/",
         user=config.user if user is None else user, hostname=hostname or container.id[:12],
-        network=network, mounts=tuple(mounts), stdin=stdin, isolation=isolation,
+        settings=(settings or RunSettings()).merged_over(container.run_settings),
+        mounts=tuple(mounts),
+        stdin=stdin, isolation=isolation,
     )
     with _container_lock(store, container), container_root(store, container) as root:
         _ensure_dir(root, spec.cwd)

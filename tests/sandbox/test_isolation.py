@@ -11,13 +11,15 @@ import pytest
 
 from builder.errors import UsageError
 from builder.executor.sandbox import DEFAULT_CAPABILITIES, RunSpec, run_in_sandbox
+from builder.runsettings import RunSettings
 
 pytestmark = pytest.mark.sandbox
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def sh(root: Path, script: str, **kw: object) -> int:
-    return run_in_sandbox(root, RunSpec(argv=["/bin/sh", "-c", script], env=[PATH], **kw))
+def sh(root: Path, script: str, network: str = "", **kw: object) -> int:
+    return run_in_sandbox(root, RunSpec(argv=["/bin/sh", "-c", script], env=[PATH],
+                                        settings=RunSettings(network=network), **kw))
 
 
 def test_host_files_are_invisible(busybox_root, tmp_path, capfd) -> None:
@@ -37,10 +39,14 @@ def test_pid_namespace(busybox_root, capfd) -> None:
     assert int(lines[1]) <= 4 and "host-visible" not in lines
 
 
-def test_hostname_and_etc_files(busybox_root, capfd) -> None:
+@pytest.mark.parametrize(("network", "address"), [("none", "127.0.1.1"),
+                                                  ("private", "10.0.2.100")])
+def test_hostname_and_etc_files(busybox_root, capfd, network, address) -> None:
+    """/etc/hosts names the step's host name at its own address (loopback 127.0.1.1
+    without an interface, as Debian does)."""
     assert sh(busybox_root, "hostname; cat /etc/hostname; grep buildbox /etc/hosts",
-              hostname="buildbox") == 0
-    assert capfd.readouterr().out.split()[:3] == ["buildbox", "buildbox", "127.0.1.1"]
+              hostname="buildbox", network=network) == 0
+    assert capfd.readouterr().out.split()[:3] == ["buildbox", "buildbox", address]
 
 
 @pytest.fixture
@@ -66,13 +72,15 @@ def server():
     sock.close()
 
 
-@pytest.mark.parametrize("network", ["none", "private"])
-def test_isolated_network_reaches_only_loopback(busybox_root, server, network, capfd) -> None:
+@pytest.mark.parametrize(("network", "interfaces"), [("none", ["lo"]),
+                                                     ("private", ["eth0", "lo"])])
+def test_isolated_network_cannot_reach_host_loopback(busybox_root, server, network, interfaces,
+                                                     capfd) -> None:
     port, received = server
     script = f"echo hello | nc -w 2 127.0.0.1 {port}; ls /sys/class/net"
     sh(busybox_root, script, network=network)
     assert received == []
-    assert capfd.readouterr().out.split() == ["lo"]
+    assert capfd.readouterr().out.split() == interfaces
 
 
 def test_host_network_reaches_the_host(busybox_root, server) -> None:
@@ -164,7 +172,8 @@ def test_oci_isolation_with_runc(fresh_root, capfd) -> None:
     before = sorted(os.listdir(fresh_root))
     spec = RunSpec(argv=["/bin/sh", "-c", "echo $$ $(hostname) $(id -u); ls /sys/class/net;"
                          "echo x > /proc/sys/kernel/hostname || exit 5"],
-                   env=[PATH], hostname="ocibox", user="user", isolation="oci", network="none")
+                   env=[PATH], hostname="ocibox", user="user", isolation="oci",
+                   settings=RunSettings(network="none"))
     assert run_in_sandbox(fresh_root, spec) == 5
     assert capfd.readouterr().out.split() == ["1", "ocibox", "1000", "lo"]
     assert sorted(os.listdir(fresh_root)) == before
