@@ -101,8 +101,7 @@ class Inputs:
 
 
 OPTIONS = StageOptions(format="oci", layer_format="oci", compression="gzip", timestamp=0,
-                       created="1970-01-01T00:00:00Z", network=None, isolation=None,
-                       driver=None)
+                       created="1970-01-01T00:00:00Z", isolation=None, driver=None)
 
 
 def interpret(text: str, context: Path, cache: DictCache) -> tuple[Recording, Inputs]:
@@ -136,7 +135,7 @@ def test_steps_ask_the_effects_with_words_expanded(context: Path) -> None:
     step = effects.calls[3][1]
     assert step.argv == ["/bin/sh", "-c", "echo $V"]  # the shell expands RUN's words
     assert "V=from-arg" in step.env and "HOME=/home/app" in step.env
-    assert (step.cwd, step.user, step.network) == ("/new/app", "1000", "private")
+    assert (step.cwd, step.user, step.settings.network) == ("/new/app", "1000", "private")
     assert [(m.type, m.target) for m, _ in step.mounts] == [("cache", "/home/app/.cache")]
     result = inputs.results[0]
     assert len(result.layers) == 3  # WORKDIR made its directory; COPY; RUN

@@ -225,8 +225,7 @@ def test_debian_apt_get_chown_and_user(tmp_path: Path, request: pytest.FixtureRe
         '/home/app/greeting /usr/bin/passwd"]\n',
         greeting="from the context\n")
     user = lane_runner("rootless", tmp_path, request)
-    # network: default once issue 13 lands
-    res = user("bud", "--network", "host", "-t", "deb", context)
+    res = user("bud", "-t", "deb", context)  # the default network, rootless
     warnings = [line for line in res.stderr.splitlines() if WARNING in line]
     assert len(warnings) == 1, res.stderr  # one base layer, one warning
     assert "skipped 8 device nodes (/dev/console, " in warnings[0]
