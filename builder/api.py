@@ -128,9 +128,14 @@ class Session:
                           options or RegistryOptions())
 
     def pull(self, ref: str, options: RegistryOptions | None = None) -> str:
-        """Pull an image into the store; its image ID."""
+        """Pull an image into the store from a registry (``[docker://]REF``) or import it
+        from ``oci:``, ``oci-archive:`` or ``docker-archive:``, verified as ``pybuild
+        pull`` does; its image ID."""
         from builder.registry.client import RegistryOptions, pull_image
+        from builder.transports import TRANSPORTS, import_image, parse_transport
 
+        if parse_transport(ref)[0] in TRANSPORTS:
+            return import_image(self.store, ref).id
         return pull_image(self.store, ref.removeprefix("docker://"),
                           options or RegistryOptions(), quiet=True).id
 

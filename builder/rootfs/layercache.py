@@ -37,6 +37,7 @@ from builder.errors import LayerError
 from builder.image.layout import TEMP_PREFIX
 from builder.rootfs import syscalls
 from builder.rootfs.extract import extract_layer
+from builder.rootfs.verify import record_verified
 
 __all__ = [
     "LINKS", "StoreLike", "cache_layer", "drop_dangling_links", "forget", "install",
@@ -245,4 +246,5 @@ def cache_layer(store: StoreLike, digest: str, diff_id: str, media_type: str) ->
     with _staging(target.parent) as tmp:
         with store.layout.open_blob(digest) as blob:
             extract_layer(blob, media_type, tmp, layer_digest=digest, diff_id=diff_id)
+        record_verified(Path(store.root), digest, diff_id)  # checked as an import would
         return install(store, tmp, target, synced=False)

@@ -46,6 +46,7 @@ from builder.rootfs.layercache import (
     promote,
     short_names,
 )
+from builder.rootfs.verify import record_verified
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
@@ -195,6 +196,7 @@ class Workspace:
                     with store.layout.open_blob(digest) as blob:
                         extract_layer(blob, media_type, workspace.root, layer_digest=digest,
                                       diff_id=diff_id, whiteouts="apply")
+                    record_verified(store_root, digest, diff_id)
                 workspace._snapshot = _snapshot(workspace.root)
         except BaseException:
             workspace.close()
