@@ -393,8 +393,8 @@ def _retryable(exc: PybuildError, *, digests: bool) -> bool:
         return True
     if isinstance(exc, RegistryError) and exc.status is not None:
         return exc.status >= 500 or exc.status == 429
-    if isinstance(exc, VerificationError):  # a blob damaged on the way, not a bad image
-        return digests and exc.problem in ("size", "digest")
+    if isinstance(exc, VerificationError):  # other content than the manifest's: damaged
+        return digests and exc.problem == "digest"  # on the way; anything else is the image
     return digests and isinstance(exc, DigestMismatch)
 
 

@@ -96,16 +96,24 @@ def _refusal(image: str, what: str, digest: str, problem: str, detail: str
                              image=image, digest=digest, problem=problem)
 
 
+def _check_identity(image: str, what: str, desc: Descriptor, digest: str, size: int) -> None:
+    """Refuse a blob whose digest or size is not its descriptor's. Other content than the
+    descriptor's ("digest": perhaps damaged on the way) is told apart from the right
+    content with a wrong size in the descriptor ("size")."""
+    if digest != desc.digest:
+        sizes = f" ({size} bytes, the manifest says {desc.size})" if size != desc.size else ""
+        raise _refusal(image, what, desc.digest, "digest",
+                       f"content digest is {digest}{sizes}")
+    if size != desc.size:
+        raise _refusal(image, what, desc.digest, "size",
+                       f"size is {size} bytes, the manifest says {desc.size}")
+
+
 def check_blob(image: str, what: str, desc: Descriptor, data: bytes) -> bytes:
-    """``data`` when it is the blob ``desc`` describes (size, then digest); a
+    """``data`` when it is the blob ``desc`` describes (digest and size); a
     ``VerificationError`` naming ``image`` and the blob (``what``: "manifest", "config",
     "index") otherwise."""
-    if len(data) != desc.size:
-        raise _refusal(image, what, desc.digest, "size",
-                       f"size is {len(data)} bytes, the descriptor says {desc.size}")
-    actual = "sha256:" + hashlib.sha256(data).hexdigest()
-    if actual != desc.digest:
-        raise _refusal(image, what, desc.digest, "digest", f"content digest is {actual}")
+    _check_identity(image, what, desc, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
     return data
 
 
@@ -297,12 +305,7 @@ class ImageImport:
         digest = tee.digest()
         try:
             if desc is not None:  # what the blob is comes before what it contains
-                if tee.size != desc.size:
-                    raise _refusal(self.image, "layer", desc.digest, "size",
-                                   f"size is {tee.size} bytes, the manifest says {desc.size}")
-                if digest != desc.digest:
-                    raise _refusal(self.image, "layer", desc.digest, "digest",
-                                   f"content digest is {digest}")
+                _check_identity(self.image, "layer", desc, digest, tee.size)
             if failure is not None:
                 raise failure
         except BaseException:

@@ -16,10 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pybuild
+from tests.conftest import Pybuild, Result
+from tests.reliability.corrupt_images import (
+    CORRUPTIONS,
+    DOCKER_ARCHIVE_CORRUPTIONS,
+    REGISTRY_CORRUPTIONS,
+    Layer,
+    corrupt,
+    good_layer,
+    push_raw,
+    write_docker_archive,
+    write_layout,
+    write_oci_archive,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
-from registry_fixtures import layer_tar, make_oci_dir  # noqa: E402
+from registry_fixtures import Registry, layer_tar, make_oci_dir, registry  # noqa: E402, F401
 
 # (case, Containerfile bytes, exit status, message substring)
 CONTAINERFILES = [
@@ -135,3 +147,81 @@ def test_base_layer_escaping_its_root_is_refused(
     assert "escapes" in res.stderr and "sha256:" in res.stderr
     assert not (tmp_path / "escaped").exists() and not Path("/abs-escaped").exists()
     assert not (pybuild.root / "escaped").exists()
+
+
+# -- corrupt images: every transport, refused at import (builder.rootfs.verify)
+
+
+def _refused(pybuild: Pybuild, res: Result, layer: Layer, name: str) -> None:
+    """Exit 125, an error naming the layer and what differs, nothing stored."""
+    problem, text = CORRUPTIONS[name]
+    assert res.returncode == 125, res.output
+    assert f"layer {layer.digest}: " in res.stderr and text in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert pybuild("images", "-q").stdout == ""
+    blobs = pybuild.root / "blobs" / "sha256"
+    assert not blobs.exists() or os.listdir(blobs) == [], "a refused image left blobs"
+    index = pybuild.root / "index.json"
+    assert not index.exists() or '"manifests":[]' in index.read_text().replace(" ", "")
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corrupt_base_is_refused_without_a_run_step(
+        pybuild: Pybuild, tmp_path: Path, name: str) -> None:
+    """No step extracts the base (LABEL, CMD, COPY only): the import itself refuses it."""
+    layer = corrupt(name)
+    layout = write_layout(tmp_path / "base", "evil", layer)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "f").write_text("mine\n")
+    (context / "Containerfile").write_text(
+        f"FROM oci:{layout}:evil\nLABEL built=on-evil\nCOPY f /f\nCMD [\"/hello\"]\n")
+    res = pybuild("bud", "-t", "on-evil", context, check=False)
+    _refused(pybuild, res, layer, name)
+
+
+TRANSPORT_CASES = [("oci", name) for name in CORRUPTIONS] + \
+    [("oci-archive", name) for name in CORRUPTIONS] + \
+    [("docker-archive", name) for name in DOCKER_ARCHIVE_CORRUPTIONS]
+
+
+@pytest.mark.parametrize("transport, name", TRANSPORT_CASES,
+                         ids=[f"{t}-{n}" for t, n in TRANSPORT_CASES])
+def test_corrupt_image_pull_is_refused(
+        pybuild: Pybuild, tmp_path: Path, transport: str, name: str) -> None:
+    layer = corrupt(name)
+    if transport == "oci":
+        ref = f"oci:{write_layout(tmp_path / 'layout', 'evil', layer)}:evil"
+    elif transport == "oci-archive":
+        ref = f"oci-archive:{write_oci_archive(tmp_path / 'image.tar', 'evil', layer)}:evil"
+    else:
+        ref = f"docker-archive:{write_docker_archive(tmp_path / 'image.tar', 'evil:1', layer)}"
+        layer.digest = "layer/layer.tar"  # no descriptor: the refusal names the member
+    res = pybuild("pull", ref, check=False)
+    _refused(pybuild, res, layer, name)
+    assert f'verifying image "{ref}"' in res.stderr
+
+
+@pytest.mark.parametrize("name", REGISTRY_CORRUPTIONS)
+def test_corrupt_registry_image_pull_is_refused(
+        pybuild: Pybuild, registry: Registry, name: str) -> None:
+    layer = corrupt(name)
+    push_raw(registry.url, f"evil/{name}", "1", layer)
+    res = pybuild("pull", f"{registry.host}/evil/{name}:1", check=False, timeout=120)
+    _refused(pybuild, res, layer, name)
+    assert f'verifying image "{registry.host}/evil/{name}:1"' in res.stderr
+
+
+def test_a_verified_layer_is_not_read_again(pybuild: Pybuild, tmp_path: Path) -> None:
+    """The store records what it verified: a second import with the same layer digest
+    never opens the source's copy (here damaged)."""
+    layer = good_layer()
+    layout = write_layout(tmp_path / "layout", "good", layer)
+    pybuild("pull", f"oci:{layout}:good")
+    record = pybuild.root / "verified" / "sha256" / layer.digest[7:]
+    assert record.read_text() == layer.diff_id
+    (layout / "blobs" / "sha256" / layer.digest[7:]).write_bytes(b"\0" * layer.size)
+    pybuild("pull", f"oci:{layout}:good")  # the store has this content, verified
+    record.unlink()  # as in a store older than verification: the stored blob is scanned
+    pybuild("pull", f"oci:{layout}:good")
+    assert record.read_text() == layer.diff_id
