@@ -9,7 +9,6 @@ paths are resolved inside the target root as if it were ``/``. Errors are
 from __future__ import annotations
 
 import calendar
-import contextlib
 import email.utils
 import errno
 import hashlib
@@ -18,17 +17,16 @@ import posixpath
 import re
 import shutil
 import stat
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING
 
 from builder import replay
 from builder.context import context_path, resolve_in_root
-from builder.errors import ContextError, StepError
+from builder.errors import ContextError, LayerError, StepError
 
 if TYPE_CHECKING:
     from builder.image.layer import LayerEntry
@@ -682,10 +680,8 @@ def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool
         return
     target = _join(dest, name) if dest_is_dir and not request.parents else dest
     if request.is_add and stat.S_ISREG(st.st_mode):
-        kind = archive_kind(path)
-        if kind is not None:
-            assert isinstance(writer, _Writer)
-            extract_archive(path, kind, Path(dest), writer.root)
+        assert isinstance(writer, _Writer)
+        if _unpack_archive(path, dest, writer.root):
             return
     writer.put(os.fspath(path), st, target)
 
@@ -697,106 +693,24 @@ def _join(directory: str, name: str) -> str:
 # ADD: archives and URLs
 
 
-def archive_kind(path: Path) -> str | None:
-    """"gzip", "bzip2", "xz", "zstd" or "tar" when the file is a (compressed) tar archive."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    kind: str | None = None
-    if head.startswith(b"\x1f\x8b"):
-        kind = "gzip"
-    elif head.startswith(b"BZh"):
-        kind = "bzip2"
-    elif head.startswith(b"\xfd7zXZ\x00"):
-        kind = "xz"
-    elif head.startswith(b"\x28\xb5\x2f\xfd"):
-        kind = "zstd"
-    elif len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    if kind is None:
-        return None
-    try:
-        with _open_tar(path, kind) as tar:
-            tar.next()
-    except (tarfile.TarError, OSError, EOFError):
-        return None
-    return kind
+def _unpack_archive(path: Path, dest: str, root: Path) -> bool:
+    """ADD's auto-extraction: unpack ``path`` into the directory ``dest`` (a host path
+    inside ``root``) with the hardened extractor when it is a tar archive (plain, gzip,
+    bzip2, xz or zstd); False when it is not one."""
+    from builder.rootfs.extract import archive_format, extract_archive
 
-
-@contextlib.contextmanager
-def _open_tar(path: Path, kind: str) -> Iterator[tarfile.TarFile]:
-    """The archive as a streaming tar reader, whatever its compression."""
-    with open(path, "rb") as raw:
-        stream: BinaryIO = raw
-        if kind == "zstd":
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)
-        modes: dict[str, Literal["r|gz", "r|bz2", "r|xz", "r|"]] = {
-            "gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz",
-        }
-        mode = modes.get(kind, "r|")
-        with tarfile.open(fileobj=stream, mode=mode) as tar:
-            yield tar
-
-
-def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
-    """Unpack a tar into ``dest`` keeping its owners and modes; no entry leaves ``dest``."""
-    writer = _Writer(root, (0, 0), None)
-    dest_rel = os.path.relpath(dest, root)
-    dirs: list[tuple[Path, tarfile.TarInfo]] = []
-    try:
-        with _open_tar(path, kind) as tar:
-            for member in tar:
-                name = posixpath.normpath(member.name.lstrip("/"))
-                if name in (".", "") or name == ".." or name.startswith("../"):
-                    continue
-                target = resolve_in_root(root, f"{dest_rel}/{name}", follow_last=False)
-                if not _inside(target, root):
-                    raise StepError(f"ADD failed: extracting {path.name}: {name!r} escapes")
-                writer.make_parents(os.fspath(target.parent))
-                if member.isdir():
-                    if not target.is_dir():
-                        writer.remove_existing(os.fspath(target))
-                        target.mkdir()
-                    dirs.append((target, member))
-                    os.chmod(target, member.mode & 0o7777)
-                    os.lchown(target, member.uid, member.gid)
-                    continue
-                writer.remove_existing(os.fspath(target))
-                if member.issym():
-                    os.symlink(member.linkname, target)
-                elif member.islnk():
-                    link = resolve_in_root(
-                        root, f"{dest_rel}/{posixpath.normpath(member.linkname.lstrip('/'))}",
-                        follow_last=False,
-                    )
-                    os.link(link, target)
-                    continue
-                elif member.isfile():
-                    reader = tar.extractfile(member)
-                    assert reader is not None
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(reader, out)
-                elif member.ischr() or member.isblk() or member.isfifo():
-                    kind_bits = (stat.S_IFCHR if member.ischr() else
-                                 stat.S_IFBLK if member.isblk() else stat.S_IFIFO)
-                    os.mknod(target, kind_bits | (member.mode & 0o7777),
-                             os.makedev(member.devmajor, member.devminor))
-                else:
-                    continue
-                os.lchown(target, member.uid, member.gid)
-                if not member.issym():
-                    os.chmod(target, member.mode & 0o7777)
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-    except (tarfile.TarError, EOFError, ContextError) as exc:
-        raise StepError(f"ADD failed: extracting {path.name}: {exc}") from exc
-    for directory, member in reversed(dirs):
-        os.utime(directory, (member.mtime, member.mtime))
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == str(
-        os.path.abspath(root))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        compression = archive_format(f)
+        if compression is None:
+            return False
+        f.seek(0)
+        inside = "/" + os.path.relpath(dest, root)
+        try:
+            extract_archive(f, root, inside, name=path.name, compression=compression)
+        except LayerError as exc:
+            raise StepError(f"ADD failed: {exc}") from exc
+    return True
 
 
 def download(url: str, checksum: str | None) -> tuple[bytes, float]:

@@ -566,10 +566,10 @@ def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
     itself is never followed: what is there is replaced, except a directory by a
     directory, whose metadata is updated; a later entry replaces an earlier one of the
     same name; ``.wh.`` names are ordinary files; the ``.`` entry leaves ``dest``'s
-    metadata alone. Names with ``..`` or a leading ``/`` are refused, hard link targets
-    are resolved inside ``dest`` the same way and must exist, directory metadata is
-    applied last and never through a link, device nodes need root as for layers, owners
-    are kept as root and dropped otherwise.
+    metadata alone. Names with ``..`` are refused (a leading ``/`` is dropped, as tar
+    does); hard link targets are resolved below ``dest`` the same way and must exist;
+    directory metadata is applied last and never through a link; device nodes need
+    root as for layers; owners are kept as root and dropped otherwise.
 
     Errors are ``LayerError`` ("extracting archive NAME: entry ...", a cut or corrupt
     compressed stream a ``CompressedStreamError``); what was unpacked before an error
@@ -589,6 +589,11 @@ def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
         raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
     dest_rel = dest_path.relative_to(root).as_posix()
     extractor = _ArchiveExtractor(root, "" if dest_rel == "." else dest_rel, label)
+    if extractor.dest:
+        try:
+            extractor.ensure_parent(dest, f"{extractor.dest}/.")
+        except OSError as exc:
+            raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
     _read_tar(stream, compression, label, extractor)
 
 
@@ -855,7 +860,7 @@ class _ArchiveExtractor(_Extractor):
         return f"{real}/{base}" if real else base
 
     def add(self, reader: _TarReader, entry: _Entry) -> None:
-        rel = _clean_name(entry.name)
+        rel = _clean_name(entry.name.lstrip("/"))  # absolute names land below dest, as in tar
         if rel is None:
             raise self.fail(entry.name, "path escapes the archive root")
         if not rel:
