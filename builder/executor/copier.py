@@ -73,6 +73,28 @@ class SourceTree:
     def visible(self, rel: str) -> bool:
         return self.included is None or rel == "" or rel in self.included
 
+    @property
+    def hides(self) -> Callable[[str], bool] | None:
+        """``visible`` for path resolution, or None when nothing is hidden."""
+        return self.visible if self.included is not None else None
+
+    def follow(self, rel: str) -> Path | None:
+        """The host path of source ``rel`` with a symlink in its last part followed
+        inside the tree, never to or through what the ignore file excludes; None when
+        nothing (visible) is there. ``rel`` itself must be visible and have no
+        symlinked parents (``_without_linked_parents``)."""
+        path = self.root / rel if rel else self.root
+        if not path.is_symlink():
+            return path if os.path.lexists(path) else None
+        try:
+            target = resolve_in_root(self.root, rel, visible=self.hides)
+        except ContextError:  # a loop
+            return None
+        real = target.relative_to(self.root).as_posix()
+        if not os.path.lexists(target) or not self.visible("" if real == "." else real):
+            return None
+        return target
+
     def watch(self, path: Path) -> None:
         """Tell ``builder.replay`` the build looked at ``path`` (of the context only: other
         trees are stages of this build)."""
@@ -474,7 +496,7 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
         return None
     sources = _expand_sources(tree, request)
     dest_is_dir = (request.dest_is_dir or len(sources) > 1
-                   or (len(sources) == 1 and _source_is_dir(tree, sources[0].rel)))
+                   or (len(sources) == 1 and sources[0].is_dir))
     dest = "/" + posixpath.normpath("/" + request.dest).lstrip("/")
     dest_is_dir = dest_is_dir or dest == "/"
     planned = _Planned(tree.root, request.owner or (0, 0), request.chmod)
@@ -485,8 +507,11 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
     return planned.entries()
 
 
-def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, lstat) of everything below a directory, parents first."""
+def _walk(base: str, keep: Callable[[str], bool] | None = None
+          ) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, absolute path, lstat) of everything below a directory, parents
+    first; what ``keep`` refuses (the ignore file's exclusions) is left out, a directory
+    with all it holds, unread."""
     stack = [""]
     while stack:
         sub = stack.pop()
@@ -494,6 +519,8 @@ def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
             entries = sorted(it, key=lambda e: e.name, reverse=True)
         for entry in entries:
             child = f"{sub}/{entry.name}" if sub else entry.name
+            if keep is not None and not keep(child):
+                continue
             st = entry.stat(follow_symlinks=False)
             yield child, entry.path, st
             if stat.S_ISDIR(st.st_mode):
@@ -504,6 +531,11 @@ def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
 class _Source:
     rel: str  # path in the source tree ("" is its root)
     keep: str  # the part of rel kept under the destination with --parents
+    path: Path  # what is copied: rel's host path, a symlink in its last part followed
+
+    @property
+    def is_dir(self) -> bool:
+        return self.path.is_dir() and not self.path.is_symlink()
 
 
 def _split_pivot(source: str) -> tuple[str, str | None]:
@@ -532,13 +564,13 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
         for match in matches:
             tree.watch_parents(match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
-            _check_exists(tree, real, raw, request.keyword)
+            path = _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
                 prefix = posixpath.normpath(raw[: raw.find("/./")] or ".").lstrip("./")
                 keep = match[len(prefix):].lstrip("/") if prefix and prefix != "." else match
             else:
                 keep = match
-            found.append(_Source(real, keep))
+            found.append(_Source(real, keep, path))
     if not found and not request.heredocs and not any(_URL.match(s) for s in request.sources):
         raise StepError(f"{request.keyword} failed: no source files were specified")
     return found
@@ -550,13 +582,17 @@ def _without_linked_parents(tree: SourceTree, rel: str, raw: str, keyword: str) 
     if "/" not in rel:
         return rel
     try:
-        real = resolve_in_root(tree.root, rel, follow_last=False)
+        real = resolve_in_root(tree.root, rel, follow_last=False, visible=tree.hides)
     except ContextError as exc:
         raise StepError(f"{keyword} failed: {raw!r}: {exc}") from exc
     return real.relative_to(tree.root).as_posix()
 
 
-def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
+def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> Path:
+    """The host path a source copies (see ``SourceTree.follow``). A source that is not
+    there, or that the ignore file excludes, is an error; so is a symlink whose target
+    is either (as in Buildah and BuildKit, which never sends excluded files: the link
+    dangles in the build's view)."""
     path = tree.root / rel if rel else tree.root
     if not os.path.lexists(path):
         raise StepError(f"{keyword} failed: {raw!r}: no such file or directory")
@@ -565,6 +601,10 @@ def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
         raise StepError(
             f"{keyword} failed: {raw!r}: no such file or directory (filtered out{where})"
         )
+    followed = tree.follow(rel)
+    if followed is None:
+        raise StepError(f"{keyword} failed: {raw!r}: no such file or directory")
+    return followed
 
 
 def _glob(tree: SourceTree, pattern: str) -> list[str]:
@@ -575,7 +615,7 @@ def _glob(tree: SourceTree, pattern: str) -> list[str]:
         for base in current:
             directory = tree.root / base if base else tree.root
             tree.watch(directory)
-            if not directory.is_dir() or directory.is_symlink():
+            if not tree.visible(base) or not directory.is_dir() or directory.is_symlink():
                 continue
             if not _is_glob(part):
                 candidate = f"{base}/{part}" if base else part
@@ -599,7 +639,7 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
     count = len(sources) + len(urls) + len(heredocs)
     single_dir_source = (
         len(sources) == 1 and not urls and not heredocs and tree is not None
-        and _source_is_dir(tree, sources[0].rel)
+        and sources[0].is_dir
     )
     dest_is_dir = request.dest_is_dir or count > 1 or single_dir_source or request.parents
     try:
@@ -634,27 +674,9 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
         ) from exc
 
 
-def _source_is_dir(tree: SourceTree, rel: str) -> bool:
-    path = _follow_source(tree, rel)
-    return path.is_dir() and not path.is_symlink()
-
-
-def _follow_source(tree: SourceTree, rel: str) -> Path:
-    """A top-level source symlink is resolved inside its tree; dangling ones stay links."""
-    path = tree.root / rel if rel else tree.root
-    if path.is_symlink():
-        try:
-            target = resolve_in_root(tree.root, rel)
-        except ContextError:
-            return path
-        if target.exists():
-            return target
-    return path
-
-
 def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool,
                  request: CopyRequest, writer: _Writer | _Planned) -> None:
-    path = _follow_source(tree, source.rel)
+    path = source.path
     st = path.lstat()
     excluded = _exclusion(request.excludes) if request.excludes else None
     if request.parents and source.keep:
@@ -662,12 +684,12 @@ def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool
         writer.make_parents(posixpath.dirname(dest))
     if stat.S_ISDIR(st.st_mode):
         writer.ensure_dir(dest, st if request.parents and source.keep else None)
-        filtered = tree.included is not None and path == tree.root / source.rel
-        prefix = f"{source.rel}/" if source.rel else ""
+        real = path.relative_to(tree.root).as_posix()  # where a followed link led
+        prefix = "" if real == "." else f"{real}/"
+        keep = (lambda child: tree.visible(prefix + child)) if tree.included is not None \
+            else None
         base = dest.rstrip("/") + "/"
-        for child, absolute, child_st in _walk(os.fspath(path)):
-            if filtered and not tree.visible(prefix + child):
-                continue
+        for child, absolute, child_st in _walk(os.fspath(path), keep):
             if excluded is not None and excluded(child):
                 continue
             if stat.S_ISDIR(child_st.st_mode):

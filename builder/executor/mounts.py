@@ -11,12 +11,17 @@ a plain message; the caller attaches the instruction's location.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import ContextError, UsageError
 from builder.executor.sandbox import MountSpec
+
+if TYPE_CHECKING:
+    from builder.executor.copier import SourceTree
 
 __all__ = ["RunMount", "parse_run_mount", "resolve_mounts"]
 
@@ -127,18 +132,27 @@ def resolve_mounts(
     stage_root: Callable[[str], Path],
     cache_root: Path,
     secrets: Mapping[str, bytes | Path],
+    context_tree: SourceTree | None = None,
 ) -> list[MountSpec]:
-    """Turn parsed mounts into ``MountSpec`` values with host sources."""
+    """Turn parsed mounts into ``MountSpec`` values with host sources. A bind from the
+    context (``context_tree``: after the ignore file) never shows what the ignore file
+    excludes (``builder.executor.contextview``)."""
     out: list[MountSpec] = []
     for m in parsed:
         if m.type == "bind":
-            base = stage_root(m.from_) if m.from_ else Path(context)
-            source = _inside(base, m.source)
-            if not source.exists():
+            hidden: tuple[str, ...] = ()
+            if not m.from_ and context_tree is not None:
+                from builder.executor.contextview import mount_source
+
+                source, hidden = mount_source(context_tree, m.source, m.target)
+            else:
+                base = stage_root(m.from_) if m.from_ else Path(context)
+                source = _inside(base, m.source)
+            if not os.path.lexists(source):
                 raise ContextError(f"mounting {m.target}: source {m.source or '/'!r} not found")
             readonly = True if m.readonly is None else m.readonly
             out.append(MountSpec("bind", source, m.target, readonly=readonly,
-                                 discard_writes=not readonly))
+                                 discard_writes=not readonly, hidden=hidden))
         elif m.type == "cache":
             key = m.id or m.target
             name = hashlib.sha256(key.encode()).hexdigest()[:32]

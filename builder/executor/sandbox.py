@@ -72,7 +72,9 @@ class MountSpec:
     tmpfs and bound at ``target`` (or only exported as ``env`` when ``target``
     is empty). ``discard_writes`` gives a writable bind whose writes are
     thrown away (a private copy). ``sharing`` applies to caches: shared,
-    private or locked.
+    private or locked. ``hidden`` lists paths below a bind's source (relative to it)
+    that the step must not see: the ignore file's exclusions in a bind of the context
+    (``builder.executor.contextview``).
     """
 
     type: str
@@ -87,6 +89,7 @@ class MountSpec:
     discard_writes: bool = False
     data: bytes | None = None
     env: str | None = None
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,13 @@ def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
             else:
                 fcntl.flock(lock, fcntl.LOCK_SH)
             yield _replace(mount, source=Path(os.path.realpath(source)))
+        return
+    if mount.hidden and mount.source is not None:
+        from builder.executor.contextview import view
+
+        with view(Path(mount.source), mount.hidden, writable=mount.discard_writes) as shown:
+            yield _replace(mount, source=shown, hidden=(), discard_writes=False,
+                           readonly=mount.readonly and not mount.discard_writes)
         return
     if mount.discard_writes and mount.source is not None:
         scratch = Path(tempfile.mkdtemp(prefix="pybuild-bind-"))

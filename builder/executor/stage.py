@@ -497,9 +497,10 @@ class StageExecutor:
                 continue  # caches and tmpfs start as they are; a secret counts by its id
             if mount.from_:
                 used.append(self.name_identity(mount.from_))
-            else:
+            else:  # what the step will see: the source as mounted, without excluded paths
+                tree = self.build.context_tree()
                 rel = context_path(mount.source or ".")
-                used.append(paths_digest(os.fspath(self.build.context), [rel],
+                used.append(paths_digest(os.fspath(tree.root), [rel], visible=tree.hides,
                                          stats=self.build.stat_cache()))
         return self.fs_key(
             "RUN", ins.original, _run_argv(ins, state.shell),
@@ -554,6 +555,7 @@ class StageExecutor:
                 parsed, context=build.context,
                 stage_root=build.root_by_name,
                 cache_root=build.store.root / "cache", secrets=build.options.secrets,
+                context_tree=build.context_tree(),
             )
             for mount in mounts:
                 if mount.type == "cache" and mount.source is not None:

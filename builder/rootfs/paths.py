@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["resolve_in_root"]
@@ -10,13 +11,19 @@ __all__ = ["resolve_in_root"]
 _MAX_LINKS = 255
 
 
-def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
+                    visible: Callable[[str], bool] | None = None) -> Path:
     """The host path of ``path`` as the container sees it, symlinks included.
 
     Symlinks are followed as if ``root`` were ``/`` (absolute targets restart
     at ``root``, ``..`` stops at ``root``), so the result is always inside
     ``root``. A missing component ends resolution; the rest is appended.
     With ``follow_last`` false a symlink in the last component is kept.
+
+    ``visible(rel)`` (a path relative to ``root``) hides paths, as the ignore file
+    hides context paths: a hidden component counts as missing, so a symlink is never
+    followed out of a hidden path or to one (the result is then the hidden path, and
+    the caller's own ``visible`` check of it fails).
     """
     root = Path(os.path.abspath(root))
     pending = [p for p in path.split("/") if p not in ("", ".")]
@@ -29,6 +36,10 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
                 resolved.pop()
             continue
         candidate = root.joinpath(*resolved, part)
+        if visible is not None and not visible("/".join([*resolved, part])):
+            resolved.append(part)
+            resolved.extend(pending)
+            return _join(root, resolved)
         if not pending and not follow_last:
             resolved.append(part)
             break

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Pybuild, Result
+from tests.rootfs.tarbuild import E, gz, make_tar
+from tests.rootfs.test_extract import outside_links
 from tests.reliability.corrupt_images import (
     CORRUPTIONS,
     DOCKER_ARCHIVE_CORRUPTIONS,
@@ -225,3 +227,190 @@ def test_a_verified_layer_is_not_read_again(pybuild: Pybuild, tmp_path: Path) ->
     record.unlink()  # as in a store older than verification: the stored blob is scanned
     pybuild("pull", f"oci:{layout}:good")
     assert record.read_text() == layer.diff_id
+
+
+# -- ADD of hostile archives (one extractor: builder.rootfs.extract.extract_archive)
+
+# (case, entries, the error or None) - "{outside}" is the host directory next to the context
+ADD_ARCHIVES = [
+    ("dir-then-symlink-to-host",
+     [E("a", "dir", mode=0o777, mtime=5), E("a", "symlink", link="{outside}")], None),
+    ("symlink-parent-to-host",
+     [E("l", "symlink", link="{outside}"), E("l/evil", data=b"pwned")], None),
+    ("dotdot", [E("../../../outside/evil", data=b"pwned")],
+     "ADD failed: extracting archive evil.tar.gz: entry '../../../outside/evil': path escapes"),
+    ("hardlink-to-host", [E("hl", "hardlink", link="{outside}/secret.txt")],
+     "ADD failed: extracting archive evil.tar.gz: entry 'hl': hardlink target"),
+    # unpacked as files (as Docker does), but a layer cannot hold them: they would be
+    # whiteouts to whoever extracts it
+    ("whiteout-names-are-files", [E(".wh.etc", data=b"w"), E("d/.wh..wh..opq", data=b"o")],
+     "writing layer: refusing real file named like a whiteout: 'dest/.wh.etc'"),
+]
+
+
+@pytest.mark.parametrize("case, entries, error", ADD_ARCHIVES,
+                         ids=[c[0] for c in ADD_ARCHIVES])
+def test_add_of_a_hostile_archive(pybuild: Pybuild, tmp_path: Path, outside: Path,
+                                  case: str, entries: list[E], error: str | None) -> None:
+    host = outside.parent
+    os.utime(host, (4000, 4000))
+    before = [(os.lstat(p).st_mode, os.lstat(p).st_uid, os.lstat(p).st_mtime_ns)
+              for p in (host, outside)]
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "evil.tar.gz").write_bytes(gz(make_tar(outside_links(entries, host))))
+    (context / "Containerfile").write_text("FROM scratch\nADD evil.tar.gz /dest/\n")
+    res = pybuild("bud", "-t", "added", context, check=False)
+    after = [(os.lstat(p).st_mode, os.lstat(p).st_uid, os.lstat(p).st_mtime_ns)
+             for p in (host, outside)]
+    assert after == before, "a host directory's mode, owner or mtime changed"
+    assert sorted(os.listdir(host)) == ["secret.txt"]
+    assert outside.read_text() == "host-only-content\n"
+    if error is not None:
+        assert res.returncode == 125, res.output
+        assert error in res.stderr and "Containerfile:2" in res.stderr
+        assert pybuild("images", "-q").stdout == ""
+    else:
+        assert res.returncode == 0, res.output
+        names = _layer_names(pybuild, tmp_path, "added")
+        assert all(not name.startswith(("/", "..")) for name in names)
+
+
+# -- ignored means absent: never read, hashed or mounted, whatever the path to it
+
+SECRET = "ignored-secret-content"
+
+
+def _ignoring_context(tmp_path: Path, containerfile: str) -> Path:
+    """A context whose .containerignore excludes secret.env and secretdir/, with links to
+    both (top level and inside a kept directory)."""
+    context = tmp_path / "context"
+    (context / "secretdir").mkdir(parents=True)
+    (context / "sub").mkdir()
+    (context / "secret.env").write_text(SECRET + "\n")
+    (context / "secretdir" / "key").write_text(SECRET + "\n")
+    (context / "sub" / "plain").write_text("plain\n")
+    (context / "visible.txt").write_text("visible\n")
+    os.symlink("secret.env", context / "link")
+    os.symlink("secretdir", context / "dirlink")
+    os.symlink("../secret.env", context / "sub" / "l2")
+    os.symlink("secretdir/key", context / "through-ignored-dir")
+    (context / ".containerignore").write_text("secret.env\nsecretdir/\n")
+    (context / "Containerfile").write_text(containerfile)
+    return context
+
+
+def _no_secret_in_layers(pybuild: Pybuild, tmp_path: Path, image: str) -> dict[str, tarfile.TarInfo]:
+    names = _layer_names(pybuild, tmp_path, image)
+    archive = tmp_path / "image.tar"
+    assert SECRET.encode() not in archive.read_bytes()
+    return names
+
+
+# (case, Containerfile after FROM, error or None); BuildKit never sends ignored files, so a
+# link to one dangles in the build's view: COPY follows a top-level link and fails "not
+# found", as Buildah 1.28 does; a link inside a copied directory is copied as a link
+IGNORED = [
+    ("copy-link-to-ignored-file", "COPY link /x\n", "COPY failed: 'link': no such file or directory"),
+    ("copy-glob-matching-link", "COPY lin? /x/\n", "COPY failed: 'lin?': no such file or directory"),
+    ("copy-link-to-ignored-dir", "COPY dirlink /d\n",
+     "COPY failed: 'dirlink': no such file or directory"),
+    ("copy-link-through-ignored-dir", "COPY through-ignored-dir /x\n",
+     "COPY failed: 'through-ignored-dir': no such file or directory"),
+    ("copy-through-dir-link", "COPY dirlink/key /x\n",
+     "COPY failed: 'dirlink/key': no such file or directory"),
+    ("copy-ignored-file", "COPY secret.env /x\n", "no such file or directory (filtered out"),
+    ("copy-context", "COPY . /app/\n", None),
+    ("copy-dir-with-link", "COPY sub /s/\n", None),
+    ("add-link-to-ignored-file", "ADD link /x\n", "ADD failed: 'link': no such file or directory"),
+]
+
+
+@pytest.mark.parametrize("case, steps, error", IGNORED, ids=[c[0] for c in IGNORED])
+def test_ignored_files_are_absent(pybuild: Pybuild, tmp_path: Path, case: str, steps: str,
+                                  error: str | None) -> None:
+    context = _ignoring_context(tmp_path, "FROM scratch\n" + steps)
+    res = pybuild("bud", "-t", "ignoring", context, check=False)
+    assert SECRET not in res.output
+    if error is not None:
+        assert res.returncode == 125, res.output
+        assert error in res.stderr and "Containerfile:2" in res.stderr
+        assert pybuild("images", "-q").stdout == ""
+        return
+    assert res.returncode == 0, res.output
+    names = _no_secret_in_layers(pybuild, tmp_path, "ignoring")
+    assert not any("secret" in name for name in names)
+    if case == "copy-context":
+        assert names["app/link"].issym() and names["app/link"].linkname == "secret.env"
+        assert names["app/dirlink"].issym() and "app/sub/plain" in names
+    else:
+        assert names["s/l2"].issym() and names["s/l2"].linkname == "../secret.env"
+
+
+# RUN --mount=type=bind from the context: (case, mount options, command, error or output)
+BIND_MOUNTS = [
+    ("whole-context", "target=/ctx", "ls -a /ctx /ctx/sub | tr '\\n' ' ' > /out", None),
+    ("whole-context-rw", "target=/ctx,rw",
+     "touch /ctx/new && rm /ctx/visible.txt && ls /ctx | tr '\\n' ' ' > /out", None),
+    ("subdirectory", "source=sub,target=/s", "ls -a /s | tr '\\n' ' ' > /out", None),
+    ("ignored-file", "source=secret.env,target=/s", "cat /s",
+     "mounting /s: source 'secret.env' not found"),
+    ("link-to-ignored-file", "source=link,target=/s", "cat /s",
+     "mounting /s: source 'link' not found"),
+    ("through-dir-link", "source=dirlink/key,target=/s", "cat /s",
+     "mounting /s: source 'dirlink/key' not found"),
+    ("read-through-link", "target=/ctx", "cat /ctx/link", "exit status 1"),
+]
+
+
+@pytest.mark.parametrize("case, options, command, error", BIND_MOUNTS,
+                         ids=[c[0] for c in BIND_MOUNTS])
+def test_bind_mounts_of_the_context_hide_ignored_files(
+        with_busybox: Pybuild, tmp_path: Path, case: str, options: str, command: str,
+        error: str | None) -> None:
+    pybuild = with_busybox
+    context = _ignoring_context(tmp_path, (
+        f"FROM localhost/busybox\nRUN --mount=type=bind,{options} {command}\n"))
+    before = sorted(os.listdir(context))
+    res = pybuild("bud", "-t", "mounted", context, check=False)
+    assert SECRET not in res.output
+    assert sorted(os.listdir(context)) == before  # writes to an rw bind are thrown away
+    assert (context / "visible.txt").exists()
+    if error is not None:
+        assert res.returncode != 0 and error in res.stderr, res.output
+        return
+    assert res.returncode == 0, res.output
+    out = pybuild("run", "mounted", "cat", "/out").stdout.split()
+    assert "secret.env" not in out and "secretdir" not in out
+    if case == "whole-context":
+        assert {"link", "dirlink", "visible.txt", "sub", "plain", "l2"} <= set(out)
+    elif case == "whole-context-rw":
+        assert "new" in out and "visible.txt" not in out
+    else:
+        assert {"plain", "l2"} <= set(out)
+
+
+def test_ignored_files_do_not_change_cache_keys(pybuild: Pybuild, tmp_path: Path) -> None:
+    """What is neither copied nor mounted is not hashed: editing an ignored file reuses the
+    cache; editing a kept one does not."""
+    context = _ignoring_context(tmp_path, "FROM scratch\nCOPY . /app/\nCOPY sub /s/\n")
+    first = pybuild("bud", "-t", "one", context).stdout
+    assert first.count("Using cache") == 0
+    (context / "secret.env").write_text("changed\n")
+    (context / "secretdir" / "key").write_text("changed\n")
+    assert pybuild("bud", "-t", "two", context).stdout.count("Using cache") == 2
+    (context / "sub" / "plain").write_text("changed\n")
+    assert pybuild("bud", "-t", "three", context).stdout.count("Using cache") == 0
+
+
+def test_ignored_files_do_not_change_bind_mount_keys(with_busybox: Pybuild,
+                                                     tmp_path: Path) -> None:
+    pybuild = with_busybox
+    context = _ignoring_context(tmp_path, (
+        "FROM localhost/busybox\nRUN --mount=type=bind,target=/ctx cat /ctx/visible.txt\n"))
+    assert pybuild("bud", "-t", "one", context).stdout.count("Using cache") == 0
+    (context / "secret.env").write_text("changed\n")
+    (context / "secretdir" / "key").write_text("changed\n")
+    assert pybuild("bud", "-t", "two", context).stdout.count("Using cache") == 1
+    (context / "visible.txt").write_text("changed\n")
+    assert pybuild("bud", "-t", "three", context).stdout.count("Using cache") == 0
