@@ -16,7 +16,9 @@ step's lifetime:
   directories made, everything else hard-linked when the mount is read-only (copied
   when it is writable, or when a link is refused).
 
-A source with nothing excluded below it is mounted as it is.
+A read-only source with nothing excluded below it is mounted as it is; a writable one
+(``rw``, whose writes are thrown away) gets a view too, so its private copy is an
+overlay where one mounts.
 """
 
 from __future__ import annotations
@@ -78,16 +80,10 @@ def view(source: Path, hidden: tuple[str, ...], *, writable: bool) -> Iterator[P
     it), for as long as the context lasts (see the module docstring)."""
     scratch = Path(tempfile.mkdtemp(prefix="pybuild-view-"))
     try:
-        merged = _overlay(scratch, source, hidden)
-        if merged is not None:
-            try:
+        with _overlay(scratch, source, hidden) as merged:
+            if merged is not None:
                 yield merged
-            finally:
-                from builder.rootfs import syscalls
-
-                with contextlib.suppress(OSError):
-                    syscalls.umount(merged, syscalls.MNT_DETACH)
-            return
+                return
         copy = scratch / "copy"
         _filtered_copy(source, copy, set(hidden), link=not writable)
         yield copy
@@ -95,29 +91,44 @@ def view(source: Path, hidden: tuple[str, ...], *, writable: bool) -> Iterator[P
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _overlay(scratch: Path, source: Path, hidden: tuple[str, ...]) -> Path | None:
+@contextlib.contextmanager
+def _overlay(scratch: Path, source: Path, hidden: tuple[str, ...]) -> Iterator[Path | None]:
     """An overlay of ``source`` with a whiteout for each hidden entry, mounted in
-    ``scratch``; None where it cannot be mounted."""
+    ``scratch`` (its upper directory on a tmpfs of its own, so that nothing is written
+    to disk and unmounting cleans up); None where it cannot be mounted."""
     if os.geteuid() != 0:
-        return None
+        yield None
+        return
     from builder.rootfs import syscalls
 
-    upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
-    for directory in (upper, work, merged):
-        directory.mkdir()
+    layer, merged = scratch / "layer", scratch / "merged"
+    layer.mkdir()
+    merged.mkdir()
     os.symlink(os.fspath(source), scratch / "lower")  # no ',' or ':' of the path in options
+    mounted: list[Path] = []
     try:
-        for rel in hidden:
-            whiteout = upper / rel
-            whiteout.parent.mkdir(parents=True, exist_ok=True)
-            os.mknod(whiteout, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-        syscalls.mount("overlay", merged, "overlay", 0,
-                       f"lowerdir={scratch / 'lower'},upperdir={upper},workdir={work},"
-                       "redirect_dir=off,metacopy=off,index=off")
-    except OSError:
-        shutil.rmtree(upper, ignore_errors=True)
-        return None
-    return merged
+        try:
+            syscalls.mount("tmpfs", layer, "tmpfs", syscalls.MS_NOSUID, "mode=700")
+            mounted.append(layer)
+            upper, work = layer / "upper", layer / "work"
+            upper.mkdir()
+            work.mkdir()
+            for rel in hidden:
+                whiteout = upper / rel
+                whiteout.parent.mkdir(parents=True, exist_ok=True)
+                os.mknod(whiteout, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            syscalls.mount("overlay", merged, "overlay", 0,
+                           f"lowerdir={scratch / 'lower'},upperdir={upper},workdir={work},"
+                           "redirect_dir=off,metacopy=off,index=off")
+            mounted.append(merged)
+        except OSError:
+            yield None
+            return
+        yield merged
+    finally:
+        for point in reversed(mounted):
+            with contextlib.suppress(OSError):
+                syscalls.umount(point, syscalls.MNT_DETACH)
 
 
 def _filtered_copy(source: Path, dest: Path, hidden: set[str], *, link: bool) -> None:

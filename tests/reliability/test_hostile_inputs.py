@@ -414,3 +414,37 @@ def test_ignored_files_do_not_change_bind_mount_keys(with_busybox: Pybuild,
     assert pybuild("bud", "-t", "two", context).stdout.count("Using cache") == 1
     (context / "visible.txt").write_text("changed\n")
     assert pybuild("bud", "-t", "three", context).stdout.count("Using cache") == 0
+
+
+# -- RUN mount targets: resolved inside the root, never into the sandbox's own old root
+
+MOUNT_TARGETS = ["type=tmpfs,target=/x/evil", "type=cache,target=/x/evil",
+                 "type=bind,source=visible.txt,target=/x/evil", "type=secret,id=s,target=/x/evil"]
+
+
+@pytest.mark.parametrize("mount", MOUNT_TARGETS, ids=[m.split(",")[0] for m in MOUNT_TARGETS])
+def test_mount_target_through_a_link_to_the_host(with_busybox: Pybuild, tmp_path: Path,
+                                                 mount: str) -> None:
+    """While a step's sandbox is set up the host's root is still mounted at a fixed place
+    in it; an image's symlink to there must not lead a mount point (made, then removed)
+    onto the host."""
+    pybuild = with_busybox
+    host = tmp_path / "host"
+    host.mkdir()
+    os.utime(host, (5000, 5000))
+    before = os.lstat(host)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "visible.txt").write_text("v\n")
+    (context / "s.txt").write_text("s\n")
+    (context / "Containerfile").write_text(
+        f"FROM localhost/busybox\nRUN ln -s /.pybuild-oldroot{host} /x\n"
+        f"RUN --mount={mount} ls -la /x/ > /out; true\n")
+    res = pybuild("bud", "--secret", f"id=s,src={context / 's.txt'}", "-t", "targets",
+                  context, check=False)
+    after = os.lstat(host)
+    assert os.listdir(host) == []
+    assert (after.st_mode, after.st_uid, after.st_mtime_ns) == \
+        (before.st_mode, before.st_uid, before.st_mtime_ns), res.output
+    assert res.returncode == 125, res.output
+    assert "mount point /x/evil leads into /.pybuild-oldroot" in res.stderr
