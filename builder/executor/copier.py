@@ -266,7 +266,9 @@ def _file_mode(chmod: str | None, st_mode: int, is_dir: bool) -> int:
 class _Writer:
     """Writes entries under a root, applying owner and chmod, preserving hard links.
 
-    Paths are plain strings: this runs once per copied file."""
+    Paths are plain strings: this runs once per copied file. A path's parents are
+    resolved inside the root before anything is made there (``_real``), so a symlink in
+    the root (``/app/a -> /srv``) leads below the root, never to the host's ``/srv``."""
 
     root: Path
     owner: tuple[int, int]
@@ -278,8 +280,22 @@ class _Writer:
     def mode(self, st_mode: int, is_dir: bool) -> int:
         return _file_mode(self.chmod, st_mode, is_dir)
 
+    def _resolve_dir(self, path: str) -> str:
+        """The directory ``path`` (under the root) with symlinks resolved inside the root."""
+        if path in self.known:
+            return path
+        return os.fspath(resolve_in_root(self.root, os.path.relpath(path, self.root)))
+
+    def _real(self, path: str) -> str:
+        """``path`` with its parents resolved inside the root; the last part is kept."""
+        if os.path.normpath(path) == os.path.normpath(self.root):
+            return path
+        parent, name = os.path.split(path.rstrip("/"))
+        return os.path.join(self._resolve_dir(parent), name)
+
     def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
         """Make ``path`` a directory (replacing a non-directory); parents get 0755, root-owned."""
+        path = self._real(path)
         try:
             current: os.stat_result | None = os.lstat(path)
         except FileNotFoundError:
@@ -302,6 +318,7 @@ class _Writer:
     def make_parents(self, path: str) -> None:
         if path in self.known:
             return
+        path = self._resolve_dir(path)
         missing: list[str] = []
         probe = path
         while not os.path.lexists(probe):
@@ -346,6 +363,7 @@ class _Writer:
 
     def put(self, source: str, st: os.stat_result, dest: str) -> None:
         """Copy one non-directory entry (file, symlink, device, fifo)."""
+        dest = self._real(dest)
         self.make_parents(os.path.dirname(dest))
         mode = st.st_mode
         key = (st.st_dev, st.st_ino)
@@ -385,6 +403,7 @@ class _Writer:
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
     def put_bytes(self, data: bytes, dest: str, mode: int, mtime: float) -> None:
+        dest = self._real(dest)
         self.make_parents(os.path.dirname(dest))
         out = self._open_new(dest)
         try:
@@ -397,7 +416,7 @@ class _Writer:
     def finish(self) -> None:
         """Directory mtimes last, deepest first, since writing children moves them."""
         for path, st in sorted(self.dirs, key=lambda d: -d[0].count("/")):
-            os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
+            os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -448,3 +448,40 @@ def test_mount_target_through_a_link_to_the_host(with_busybox: Pybuild, tmp_path
         (before.st_mode, before.st_uid, before.st_mtime_ns), res.output
     assert res.returncode == 125, res.output
     assert "mount point /x/evil leads into /.pybuild-oldroot" in res.stderr
+
+
+# -- COPY destinations: parents that are links in the root are followed inside it
+
+COPY_DESTS = [
+    ("parents", "COPY --parents a/b/c.txt /app/\n"),
+    ("plain-file", "COPY a/b/c.txt /app/a/new/\n"),
+    ("directory", "COPY a /app/a/\n"),
+    ("heredoc", "COPY <<EOF /app/a/here/doc\nx\nEOF\n"),
+    ("add-archive", "ADD t.tar /app/a/\n"),
+]
+
+
+@pytest.mark.parametrize("case, step", COPY_DESTS, ids=[c[0] for c in COPY_DESTS])
+def test_copy_destination_through_an_absolute_link(with_busybox: Pybuild, tmp_path: Path,
+                                                   case: str, step: str) -> None:
+    """``/app/a -> HOST`` in the image is HOST inside the root: nothing may land on the
+    host directory of that name, whatever the copy writes below it."""
+    pybuild = with_busybox
+    host = tmp_path / "host"
+    host.mkdir()
+    os.utime(host, (5000, 5000))
+    before = os.lstat(host)
+    context = tmp_path / "context"
+    (context / "a" / "b").mkdir(parents=True)
+    (context / "a" / "b" / "c.txt").write_text("c\n")
+    with tarfile.open(context / "t.tar", "w") as tar:
+        tar.add(context / "a" / "b" / "c.txt", arcname="b/c.txt")
+    (context / "Containerfile").write_text(
+        f"FROM localhost/busybox\nRUN mkdir /app && ln -s {host} /app/a\n{step}")
+    res = pybuild("bud", "-t", "dests", context, check=False)
+    after = os.lstat(host)
+    assert os.listdir(host) == [], res.output
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
+    assert res.returncode == 0, res.output
+    found = pybuild("run", "dests", "find", str(host)).stdout
+    assert str(host) in found  # inside the image, below the root's own copy of the path
