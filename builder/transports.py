@@ -6,6 +6,7 @@ local transports: ``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]`` and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -291,7 +292,7 @@ def _import_oci(store: Store, layout: Layout, ref: str | None, names: Sequence[s
         config = imp.config(manifest.config, _small_blob(layout, manifest.config))
         _check_layer_count(image, manifest, config)
         for layer, diff_id in zip(manifest.layers, config.diff_ids):
-            imp.layer(layer, diff_id, lambda digest=layer.digest: layout.open_blob(digest))
+            imp.layer(layer, diff_id, functools.partial(layout.open_blob, layer.digest))
         return imp.commit(manifest_bytes, names)  # type: ignore[no-any-return]
 
 

@@ -583,13 +583,13 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
         for match in matches:
             tree.watch_parents(match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
-            path = _check_exists(tree, real, raw, request.keyword)
+            followed = _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
                 prefix = posixpath.normpath(raw[: raw.find("/./")] or ".").lstrip("./")
                 keep = match[len(prefix):].lstrip("/") if prefix and prefix != "." else match
             else:
                 keep = match
-            found.append(_Source(real, keep, path))
+            found.append(_Source(real, keep, followed))
     if not found and not request.heredocs and not any(_URL.match(s) for s in request.sources):
         raise StepError(f"{request.keyword} failed: no source files were specified")
     return found

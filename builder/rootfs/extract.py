@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import io
 import hashlib
 import os
 import queue

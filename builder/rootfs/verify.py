@@ -44,10 +44,21 @@ from builder.image.layout import TEMP_PREFIX, fsync_dir
 from builder.image.spec import Descriptor, ImageConfig
 from builder.rootfs.extract import scan_layer
 
-__all__ = ["ImageImport", "check_blob", "record_verified", "verified_diff_id"]
+__all__ = ["BlobSource", "ImageImport", "check_blob", "record_verified", "verified_diff_id"]
 
 RECORDS = Path("verified") / "sha256"
 _CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class BlobSource(Readable, Protocol):
+    """A blob's bytes as a stream to read once: a file, or a registry's response."""
+
+    def __enter__(self) -> Readable: ...
+    def __exit__(self, kind: Any, value: Any, traceback: Any, /) -> Any: ...
 
 
 class StoreLike(Protocol):
@@ -122,7 +133,7 @@ class _Tee:
     hashed (on a thread) and written to a staging file. More bytes than ``limit`` is a
     refusal at once, so a source cannot send without end."""
 
-    def __init__(self, raw: BinaryIO, fd: int, limit: int | None,
+    def __init__(self, raw: Readable, fd: int, limit: int | None,
                  too_long: Callable[[int], VerificationError]) -> None:
         self.raw = raw
         self.fd = fd
@@ -212,7 +223,7 @@ class ImageImport:
 
     # layers
 
-    def layer(self, desc: Descriptor, diff_id: str, opener: Callable[[], BinaryIO]) -> None:
+    def layer(self, desc: Descriptor, diff_id: str, opener: Callable[[], BlobSource]) -> None:
         """Verify the layer ``desc`` (``diff_id`` from the config) and stage its blob;
         ``opener`` gives its bytes (called at most once, not at all when the store
         already holds the blob verified)."""
@@ -229,7 +240,7 @@ class ImageImport:
             raise _refusal(self.image, "layer", digest, "diff_id",
                            f"diff_id is {known}, the config says {diff_id}")
 
-    def new_layer(self, raw: BinaryIO, media_type: str, diff_id: str, *, name: str
+    def new_layer(self, raw: Readable, media_type: str, diff_id: str, *, name: str
                   ) -> Descriptor:
         """Verify and stage a layer known only by its diff_id (a docker archive's); its
         descriptor. ``name`` names it in refusals until its digest is known."""
@@ -276,7 +287,7 @@ class ImageImport:
             return _refusal(self.image, "layer", digest, "truncated stream", detail)
         return _refusal(self.image, "layer", digest, "bad tar", f"bad tar: {detail}")
 
-    def _pass(self, raw: BinaryIO, desc: Descriptor | None, media_type: str, label: str
+    def _pass(self, raw: Readable, desc: Descriptor | None, media_type: str, label: str
               ) -> tuple[str, str, int]:
         """The one pass over a layer's bytes (see the module docstring): (diff_id, digest,
         size), the size and digest checked against ``desc`` when there is one. ``label``

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Pybuild, Result
-from tests.rootfs.tarbuild import E, gz, make_tar
-from tests.rootfs.test_extract import outside_links
 from tests.reliability.corrupt_images import (
     CORRUPTIONS,
     DOCKER_ARCHIVE_CORRUPTIONS,
@@ -31,9 +29,11 @@ from tests.reliability.corrupt_images import (
     write_layout,
     write_oci_archive,
 )
+from tests.rootfs.tarbuild import E, gz, make_tar
+from tests.rootfs.test_extract import outside_links
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
-from registry_fixtures import Registry, layer_tar, make_oci_dir, registry  # noqa: E402, F401
+from registry_fixtures import Registry, layer_tar, make_oci_dir  # noqa: E402
 
 # (case, Containerfile bytes, exit status, message substring)
 CONTAINERFILES = [
