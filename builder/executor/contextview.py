@@ -111,12 +111,20 @@ def _overlay(scratch: Path, source: Path, hidden: tuple[str, ...]) -> Iterator[P
             syscalls.mount("tmpfs", layer, "tmpfs", syscalls.MS_NOSUID, "mode=700")
             mounted.append(layer)
             upper, work = layer / "upper", layer / "work"
-            upper.mkdir()
             work.mkdir()
+            made: dict[str, os.stat_result] = {"": os.lstat(source)}
+            _make_dir(upper, made[""])
             for rel in hidden:
-                whiteout = upper / rel
-                whiteout.parent.mkdir(parents=True, exist_ok=True)
-                os.mknod(whiteout, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+                parent = rel.rpartition("/")[0]
+                parts = parent.split("/") if parent else []
+                for depth in range(1, len(parts) + 1):  # as the source's: the upper wins
+                    sub = "/".join(parts[:depth])
+                    if sub not in made:
+                        made[sub] = os.lstat(source / sub)
+                        _make_dir(upper / sub, made[sub])
+                os.mknod(upper / rel, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            for sub, st in sorted(made.items(), reverse=True):
+                os.utime(upper / sub if sub else upper, ns=(st.st_atime_ns, st.st_mtime_ns))
             syscalls.mount("overlay", merged, "overlay", 0,
                            f"lowerdir={scratch / 'lower'},upperdir={upper},workdir={work},"
                            "redirect_dir=off,metacopy=off,index=off")
