@@ -1,6 +1,6 @@
 """Measure importing an image from an ``oci:`` layout into a fresh store (cold store).
 
-    python bench/import_cost.py [oci:DIR:REF] [--repeat N] [--stores DIR]
+    python bench/import_cost.py [oci:DIR:REF] [--repeat N] [--stores DIR] [--repo CHECKOUT]
 
 Without a reference the Debian base is made (or found) by
 ``bench/make-debian-base.sh /var/tmp/pybuild-debian-base``. Each round imports
@@ -8,7 +8,8 @@ into a new, empty store next to the others (same file system) through
 ``builder.transports.import_image``, which checks every blob (size, digest)
 and every layer (decompressed once: diff_id, tar structure); the source
 layout is read once beforehand so the page cache is warm for every round.
-Prints each round and the median, in seconds.
+Prints each round and the median, in seconds. ``--repo`` imports the builder
+package of another checkout (say, the one before a change) for comparison.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from builder.store import Store  # noqa: E402
-from builder.transports import import_image, parse_transport, split_path_ref  # noqa: E402
 
 
 def debian_base() -> str:
@@ -38,7 +35,7 @@ def debian_base() -> str:
 
 def warm(ref: str) -> int:
     """Read every file of the layout once; its size in bytes."""
-    path, _ = split_path_ref(parse_transport(ref)[1])
+    path = Path(ref.removeprefix("oci:").partition(":")[0])
     total = 0
     for blob in (path / "blobs" / "sha256").iterdir():
         with open(blob, "rb") as f:
@@ -53,7 +50,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stores", type=Path, default=Path("/var/tmp"),
                         help="where the fresh stores are made")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="the checkout whose builder package is measured")
     args = parser.parse_args()
+    sys.path.insert(0, str(args.repo.resolve()))
+    from builder.store import Store
+    from builder.transports import import_image
     ref = args.ref or debian_base()
     size = warm(ref)
     times = []
