@@ -103,14 +103,20 @@ def _layer_names(pybuild: Pybuild, tmp_path: Path, image: str) -> dict[str, tarf
 
 def test_context_symlink_to_outside_is_copied_as_a_link(
         pybuild: Pybuild, tmp_path: Path, outside: Path) -> None:
+    """Inside a copied directory a link is copied as a link; as a source itself it is
+    followed inside the context, where this one dangles: "no such file or directory", as in
+    Buildah 1.28 and BuildKit (the host file is never read)."""
     context = tmp_path / "context"
     context.mkdir()
     os.symlink(outside, context / "link")
-    (context / "Containerfile").write_text("FROM scratch\nCOPY link /link\nCOPY . /all/\n")
+    (context / "Containerfile").write_text("FROM scratch\nCOPY . /all/\n")
     pybuild("bud", "-q", "-t", "links", context)
     names = _layer_names(pybuild, tmp_path, "links")
-    assert names["link"].issym() and names["link"].linkname == str(outside)
-    assert names["all/link"].issym()
+    assert names["all/link"].issym() and names["all/link"].linkname == str(outside)
+    (context / "Containerfile").write_text("FROM scratch\nCOPY link /link\n")
+    res = pybuild("bud", "-t", "link", context, check=False)
+    assert res.returncode == 125 and "COPY failed: 'link': no such file or directory" in res.stderr
+    assert "host-only-content" not in res.output
 
 
 @pytest.mark.parametrize("source", ["../outside/secret.txt", "dir-link/secret.txt"])
