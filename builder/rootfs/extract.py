@@ -35,6 +35,7 @@ import errno
 import gzip
 import hashlib
 import os
+import posixpath
 import queue
 import re
 import shutil
@@ -554,21 +555,24 @@ def archive_format(stream: BinaryIO) -> str | None:
 def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
                     compression: str | None = None) -> None:
     """Unpack the tar archive ``stream`` into the directory ``dest`` of the root file system
-    ``root`` (``dest`` as the container sees it; made, with missing parents, when absent),
-    as ADD unpacks a local archive. ``compression`` is one of ``ARCHIVE_COMPRESSIONS``;
-    None detects it from the first bytes. ``name`` names the archive in errors.
+    ``root`` (``dest`` as the container sees it, resolved inside ``root``; made, with
+    missing parents, when absent), as ADD unpacks a local archive and as a tarball build
+    context is unpacked (``dest`` "/" of an empty directory). ``compression`` is one of
+    ``ARCHIVE_COMPRESSIONS``; None detects it from the first bytes. ``name`` names the
+    archive in errors.
 
     The layer extractor's reader and guarantees apply, with the rules of unpacking onto
-    a root that already has content (Docker's and Buildah's): an entry's parents are
-    resolved inside ``root`` as if it were ``/``, so a parent that is a symlink (a
-    merged-/usr ``/bin -> usr/bin``) is followed, but never out of ``root``; the entry
-    itself is never followed: what is there is replaced, except a directory by a
-    directory, whose metadata is updated; a later entry replaces an earlier one of the
-    same name; ``.wh.`` names are ordinary files; the ``.`` entry leaves ``dest``'s
-    metadata alone. Names with ``..`` are refused (a leading ``/`` is dropped, as tar
-    does); hard link targets are resolved below ``dest`` the same way and must exist;
-    directory metadata is applied last and never through a link; device nodes need
-    root as for layers; owners are kept as root and dropped otherwise.
+    a directory that may already have content, as Buildah 1.28 does it (chrooted in the
+    destination): ``dest`` is the archive's root. Names are cleaned as if rooted there
+    (``..`` stops at it, a leading ``/`` is dropped); an entry's parents are resolved
+    inside it, so a parent that is a symlink (a merged-/usr ``bin -> usr/bin`` when
+    ``dest`` is "/") is followed, but never out of ``dest``, and one that dangles is an
+    error; the entry itself is never followed: what is there is replaced, except a
+    directory by a directory, whose metadata is updated; a later entry replaces an
+    earlier one of the same name; ``.wh.`` names are ordinary files; the ``.`` entry
+    leaves ``dest``'s metadata alone; hard link targets are resolved the same way and
+    must exist; directory metadata is applied last and never through a link; device
+    nodes need root as for layers; owners are kept as root and dropped otherwise.
 
     Errors are ``LayerError`` ("extracting archive NAME: entry ...", a cut or corrupt
     compressed stream a ``CompressedStreamError``); what was unpacked before an error
@@ -583,17 +587,13 @@ def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
     label = f"archive {name}"
     root = Path(os.path.abspath(root))
     try:
-        dest_path = resolve_in_root(root, dest)
+        target = resolve_in_root(root, dest)
+        rel = target.relative_to(root).as_posix()
+        if rel != ".":
+            _Extractor(root, label, "apply").ensure_parent(dest, f"{rel}/.")
     except OSError as exc:
         raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
-    dest_rel = dest_path.relative_to(root).as_posix()
-    extractor = _ArchiveExtractor(root, "" if dest_rel == "." else dest_rel, label)
-    if extractor.dest:
-        try:
-            extractor.ensure_parent(dest, f"{extractor.dest}/.")
-        except OSError as exc:
-            raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
-    _read_tar(stream, compression, label, extractor)
+    _read_tar(stream, compression, label, _ArchiveExtractor(target, label))
 
 
 def _clean_name(name: str) -> str | None:
@@ -836,37 +836,44 @@ class _Extractor:
 
 
 class _ArchiveExtractor(_Extractor):
-    """``extract_archive``'s rules on top of the layer extractor's (see there): names
-    are resolved below ``dest`` inside the root, parents through symlinks, the entry
-    itself never; no whiteouts; no duplicate check."""
+    """``extract_archive``'s rules on top of the layer extractor's (see there): the
+    destination is the archive's root, names are cleaned as if rooted there, parents
+    resolved through symlinks inside it, the entry itself never; no whiteouts; no
+    duplicate check."""
 
-    def __init__(self, root: Path, dest: str, label: str) -> None:
-        super().__init__(root, label, "apply")
-        self.dest = dest  # relative to the root, symlinks resolved
+    def __init__(self, dest: Path, label: str) -> None:
+        super().__init__(dest, label, "apply")
         self.parents: dict[str, str] = {}  # parent in the archive -> resolved, relative
 
-    def resolve(self, rel: str) -> str:
-        """The path (relative to the root) of the archive's ``rel``: its parents resolved
-        inside the root, its last part kept."""
+    def clean(self, name: str) -> str:
+        """A name below the root: ``..`` stops at it and a leading ``/`` is dropped."""
+        if "\0" in name or len(name) > _MAX_NAME:
+            raise self.fail(name, "bad name")
+        return posixpath.normpath("/" + name).lstrip("/")
+
+    def resolve(self, original: str, rel: str) -> str:
+        """Where the archive's ``rel`` goes, relative to the root: its parents resolved
+        inside the root, its last part kept. A parent that is a symlink to nothing is
+        refused, as Buildah does."""
         parent, _, base = rel.rpartition("/")
         real = self.parents.get(parent)
         if real is None:
-            inside = f"{self.dest}/{parent}" if self.dest else parent
-            resolved = resolve_in_root(Path(self.root), inside) if inside else Path(self.root)
+            try:
+                resolved = resolve_in_root(Path(self.root), parent, dangling=False)
+            except FileNotFoundError:
+                raise self.fail(original, "parent directory is a symlink to nothing") from None
             real = os.path.relpath(resolved, self.root)
             real = "" if real == "." else real
             self.parents[parent] = real
         return f"{real}/{base}" if real else base
 
     def add(self, reader: _TarReader, entry: _Entry) -> None:
-        rel = _clean_name(entry.name.lstrip("/"))  # absolute names land below dest, as in tar
-        if rel is None:
-            raise self.fail(entry.name, "path escapes the archive root")
+        rel = self.clean(entry.name)
         if not rel:
             if entry.is_dir():
                 return  # the destination keeps its own metadata
             raise self.fail(entry.name, "the archive root must be a directory")
-        real = self.resolve(rel)
+        real = self.resolve(entry.name, rel)
         self.ensure_parent(entry.name, real)
         self.place(reader, entry, real)
         if entry.type == _SYM:
@@ -877,7 +884,7 @@ class _ArchiveExtractor(_Extractor):
         super().clear(rel)
 
     def link_target(self, entry: _Entry) -> str:
-        target_rel = _clean_name(entry.linkname.lstrip("/"))
-        if not target_rel:
-            raise self.fail(entry.name, f"hardlink target {entry.linkname!r} escapes the archive")
-        return self.resolve(target_rel)
+        target = self.clean(entry.linkname)
+        if not target:
+            raise self.fail(entry.name, f"hardlink target {entry.linkname!r} is the archive root")
+        return self.resolve(entry.name, target)

@@ -12,7 +12,8 @@ _MAX_LINKS = 255
 
 
 def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
-                    visible: Callable[[str], bool] | None = None) -> Path:
+                    visible: Callable[[str], bool] | None = None,
+                    dangling: bool = True) -> Path:
     """The host path of ``path`` as the container sees it, symlinks included.
 
     Symlinks are followed as if ``root`` were ``/`` (absolute targets restart
@@ -24,13 +25,19 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
     hides context paths: a hidden component counts as missing, so a symlink is never
     followed out of a hidden path or to one (the result is then the hidden path, and
     the caller's own ``visible`` check of it fails).
+
+    With ``dangling`` false, a symlink on the way whose target is missing raises
+    ``FileNotFoundError`` (missing components of ``path`` itself still end resolution).
     """
     root = Path(os.path.abspath(root))
     pending = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     links = 0
+    from_links = 0  # how many of the first pending parts come from link targets
     while pending:
         part = pending.pop(0)
+        from_link = from_links > 0
+        from_links = max(from_links - 1, 0)
         if part == "..":
             if resolved:
                 resolved.pop()
@@ -46,6 +53,8 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
         try:
             target = os.readlink(candidate)
         except (FileNotFoundError, NotADirectoryError):
+            if from_link and not dangling:
+                raise FileNotFoundError(2, f"a symlink on the way to {path} dangles") from None
             resolved.append(part)
             resolved.extend(p for p in pending if p not in ("", "."))
             return _join(root, resolved)
@@ -57,7 +66,9 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
             raise OSError(40, f"too many levels of symbolic links: {path}")
         if target.startswith("/"):
             resolved = []
-        pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+        parts = [p for p in target.split("/") if p not in ("", ".")]
+        pending = parts + pending
+        from_links += len(parts)
     return _join(root, resolved)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.build.conftest import Buildah, pybuild_image
+from tests.rootfs.tarbuild import E, make_tar
 from tests.conftest import CORPUS, Pybuild
 
 pytestmark = pytest.mark.interop
@@ -124,6 +125,15 @@ INLINE: dict[str, tuple[str, dict[str, bytes | str], tuple[str, ...]]] = {
          "base/lib": Path("usr/lib"), "base/sbin": Path("usr/bin"),
          "files.tar.gz": _tar_gz({"bin/hello": b"hi", "lib/libhello.so": b"so"}),
          "dirs.tar.gz": _tar_gz({"sbin": None, "sbin/tool": b"t"})}, ()),
+    # the destination is the archive's root: "..", "/" and links stop there
+    "add-archive-confined-to-destination": (
+        "FROM scratch\nCOPY base/ /\nADD evil.tar /dest/\n",
+        {"base/x/keep": "root", "base/dest/x/keep": "dest",
+         "evil.tar": make_tar([E("link", "symlink", link="/x"), E("link/f", data=b"f"),
+                               E("rl", "symlink", link="../../x"), E("rl/g", data=b"g"),
+                               E("../escape", data=b"e"), E("y/../../z", data=b"z"),
+                               E("/abs", data=b"a"), E("hl", "hardlink", link="../x/keep")])},
+        ()),
     "ignore-file": (
         "FROM scratch\nCOPY . /ctx/\n",
         {".dockerignore": "*.log\nsecret/\n!keep.log\n", "a.log": "x", "keep.log": "k",

@@ -241,10 +241,12 @@ def test_a_verified_layer_is_not_read_again(pybuild: Pybuild, tmp_path: Path) ->
 ADD_ARCHIVES = [
     ("dir-then-symlink-to-host",
      [E("a", "dir", mode=0o777, mtime=5), E("a", "symlink", link="{outside}")], None),
+    # the destination is the archive's root (Buildah 1.28): a link to the host path dangles
     ("symlink-parent-to-host",
-     [E("l", "symlink", link="{outside}"), E("l/evil", data=b"pwned")], None),
-    ("dotdot", [E("../../../outside/evil", data=b"pwned")],
-     "ADD failed: extracting archive evil.tar.gz: entry '../../../outside/evil': path escapes"),
+     [E("l", "symlink", link="{outside}"), E("l/evil", data=b"pwned")],
+     "ADD failed: extracting archive evil.tar.gz: entry 'l/evil': parent directory is a "
+     "symlink to nothing"),
+    ("dotdot", [E("../../../outside/evil", data=b"pwned")], None),  # lands in /dest/outside
     ("hardlink-to-host", [E("hl", "hardlink", link="{outside}/secret.txt")],
      "ADD failed: extracting archive evil.tar.gz: entry 'hl': hardlink target"),
     # unpacked as files (as Docker does), but a layer cannot hold them: they would be
@@ -279,7 +281,7 @@ def test_add_of_a_hostile_archive(pybuild: Pybuild, tmp_path: Path, outside: Pat
     else:
         assert res.returncode == 0, res.output
         names = _layer_names(pybuild, tmp_path, "added")
-        assert all(not name.startswith(("/", "..")) for name in names)
+        assert all(name.startswith("dest/") or name == "dest" for name in names), names
 
 
 # -- ignored means absent: never read, hashed or mounted, whatever the path to it

@@ -132,12 +132,15 @@ CONTAINED = {
         E("p/q/r", "dir", mode=0o700, mtime=5), E("p/q/r/f", data=b"x"),
         E("p", "symlink", link="../outside")],
 }
-# what ADD refuses of HOSTILE (the rest it unpacks: parents are followed inside the root,
-# whiteouts are files, duplicates replace, absolute names land below the destination)
+# what ADD refuses of HOSTILE. The rest it unpacks, as Buildah 1.28 does (chrooted in the
+# destination): ``..`` stops at the destination, absolute names land below it, parents that
+# are symlinks are followed inside it (one that dangles is refused), whiteouts are files,
+# duplicates replace
 ARCHIVE_REFUSED = {
-    "dotdot", "dotdot-inner", "hardlink-dotdot", "hardlink-through-symlink",
-    "hardlink-missing", "hardlink-dir", "whiteout-dotdot", "root-not-dir",
-    "hardlink-through-replaced-dir", "hardlink-to-host", "dotdot-dir-then-symlink",
+    "symlink-parent", "hardlink-dotdot", "hardlink-through-symlink", "hardlink-missing",
+    "hardlink-dir", "whiteout-through-symlink", "root-not-dir", "symlink-replaces-checked-dir",
+    "whiteout-then-symlink-replaces-checked-dir", "opaque-then-symlink-replaces-checked-dir",
+    "hardlink-through-replaced-dir", "symlink-parent-host", "hardlink-to-host",
 }
 
 
@@ -450,3 +453,25 @@ def test_archive_device_nodes_refused_when_not_root() -> None:
         assert not (dest / "null").exists()
     finally:
         shutil.rmtree(tmp_path)
+
+
+def test_the_destination_is_the_archive_root(tmp_path: Path) -> None:
+    """As Buildah 1.28 unpacks (chrooted in the destination): ``..`` stops at it, an
+    absolute symlink and a relative one climbing out both resolve inside it, hard link
+    targets too; the root's own ``/x`` is untouched."""
+    for where in ("x", "dest/x"):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "keep").write_text(where)
+    unpack(tmp_path, make_tar([
+        E("link", "symlink", link="/x"), E("link/f", data=b"f"),
+        E("rl", "symlink", link="../../x"), E("rl/g", data=b"g"),
+        E("../escape", data=b"e"), E("y/../../z", data=b"z"),
+        E("hl", "hardlink", link="../x/keep")]), "/dest")
+    dest = tmp_path / "dest"
+    assert sorted(os.listdir(dest / "x")) == ["f", "g", "keep"]
+    assert (dest / "escape").read_bytes() == b"e" and (dest / "z").read_bytes() == b"z"
+    assert os.stat(dest / "hl").st_ino == os.stat(dest / "x" / "keep").st_ino
+    assert sorted(os.listdir(tmp_path / "x")) == ["keep"]
+    with pytest.raises(LayerError, match="'link/through': parent directory is a symlink to nothing"):
+        unpack(tmp_path, make_tar([E("link", "symlink", link="/etc"),
+                                   E("link/through", data=b"t")]), "/other")
