@@ -83,6 +83,7 @@ ACCEPT_MANIFEST = ", ".join(
 CHUNK_THRESHOLD = 64 << 20  # blobs above this are uploaded in chunks
 CHUNK_SIZE = 32 << 20
 PARALLEL_BLOBS = 6
+_CONFIG_LIMIT = 16 << 20  # bytes: a larger image config is refused before it is fetched
 
 T = TypeVar("T")
 
@@ -507,6 +508,9 @@ def fetch_image(
         raise ImageError(f"reading manifest {digest}: unsupported media type {media_type!r}")
     manifest = json.loads(data)
     config_desc = Descriptor.from_json(manifest["config"])
+    if config_desc.size > _CONFIG_LIMIT:
+        raise ImageError(f"reading config {config_desc.digest}: {config_desc.size} bytes is more "
+                         f"than the {_CONFIG_LIMIT} allowed")
     config = retrying(options, lambda: client.get_blob(repo, config_desc.digest), digests=True)
     layers = [Descriptor.from_json(layer) for layer in manifest.get("layers") or []]
     progress = progress or make_progress("Copying", quiet=True)

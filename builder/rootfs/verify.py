@@ -38,10 +38,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
 
-from builder.errors import CompressedStreamError, LayerError, VerificationError
+from builder.errors import CompressedStreamError, ImageError, LayerError, VerificationError
 from builder.image.digest import BackgroundSha256, digest_hex, is_digest
 from builder.image.layout import TEMP_PREFIX, fsync_dir
-from builder.image.spec import Descriptor, ImageConfig
+from builder.image.spec import MANIFEST_TYPES, Descriptor, ImageConfig, Manifest
 from builder.rootfs.extract import scan_layer
 
 __all__ = ["BlobSource", "ImageImport", "check_blob", "record_verified", "verified_diff_id"]
@@ -347,6 +347,9 @@ class ImageImport:
 
     def commit(self, manifest_bytes: bytes, names: Any = ()) -> Any:
         """Store the verified blobs, then the manifest, and name it; the image record."""
+        manifest = Manifest.from_json(manifest_bytes)
+        if manifest.media_type not in MANIFEST_TYPES:  # before any blob is moved in
+            raise ImageError(f"storing manifest: unsupported media type {manifest.media_type!r}")
         self.commit_blobs()
         return self.store.put_manifest(manifest_bytes, names)
 
