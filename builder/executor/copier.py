@@ -117,8 +117,9 @@ def context_tree(context: Path, ignore: object | None) -> SourceTree:
         return SourceTree(context, None, True)
     excluded = ignore.excluded  # type: ignore[attr-defined]
     walk = ignore.walk  # type: ignore[attr-defined]
-    kept = [str(rel).removeprefix("./") for rel, _ in walk(context)]
-    pruned = {rel for rel in kept if (context / rel).is_dir() and excluded(rel)}
+    walked = [(str(rel).removeprefix("./"), st) for rel, st in walk(context)]
+    kept = [rel for rel, _ in walked]
+    pruned = {rel for rel, st in walked if stat.S_ISDIR(st.st_mode) and excluded(rel)}
     included = frozenset(
         rel for rel in kept
         if rel not in pruned and not any(rel.startswith(d + "/") for d in pruned)
