@@ -493,3 +493,23 @@ def test_copy_destination_through_an_absolute_link(with_busybox: Pybuild, tmp_pa
     assert res.returncode == 0, res.output
     found = pybuild("run", "dests", "find", str(host)).stdout
     assert str(host) in found  # inside the image, below the root's own copy of the path
+
+
+def test_a_followed_directory_link_is_hashed_as_copied(pybuild: Pybuild, tmp_path: Path) -> None:
+    """``COPY dirlink /d`` copies what the link leads to, minus what the ignore file
+    excludes there: the cache key hashes exactly that (it hashed nothing below a followed
+    link, so an edit there reused a stale layer)."""
+    context = tmp_path / "context"
+    (context / "real").mkdir(parents=True)
+    (context / "real" / "kept.txt").write_text("one\n")
+    (context / "real" / "drop.log").write_text(SECRET + "\n")
+    os.symlink("real", context / "dirlink")
+    (context / ".containerignore").write_text("**/*.log\n")
+    (context / "Containerfile").write_text("FROM scratch\nCOPY dirlink /d\n")
+    pybuild("bud", "-q", "-t", "one", context)
+    (context / "real" / "drop.log").write_text("changed\n")
+    assert pybuild("bud", "-t", "two", context).stdout.count("Using cache") == 1
+    (context / "real" / "kept.txt").write_text("two\n")
+    assert pybuild("bud", "-t", "three", context).stdout.count("Using cache") == 0
+    names = _no_secret_in_layers(pybuild, tmp_path, "three")
+    assert "d/kept.txt" in names and "d/drop.log" not in names
