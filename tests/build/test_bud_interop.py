@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.build.conftest import Buildah, pybuild_image
-from tests.rootfs.tarbuild import E, make_tar
 from tests.conftest import CORPUS, Pybuild
+from tests.rootfs.tarbuild import E, make_tar
 
 pytestmark = pytest.mark.interop
 

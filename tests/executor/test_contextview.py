@@ -91,3 +91,51 @@ def test_views_leave_out_what_is_excluded(tree: SourceTree, kind: str, writable:
             (shown / "new").write_text("new")
     assert _listing(tree.root) == before
     assert (tree.root / "src" / "a.py").read_text() == "a"
+
+
+def test_an_ordinary_user_gets_a_linked_copy() -> None:
+    """Without root (no overlay mount) the view is a copy: hard links where the user may
+    make them; the context itself is left alone."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an ordinary user")
+    tmp_path = Path(tempfile.mkdtemp(prefix="pybuild-test-"))  # every user can enter it
+    try:
+        _ordinary_user_view(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _ordinary_user_view(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    import builder
+
+    ctx = tmp_path / "ctx"
+    (ctx / "keep").mkdir(parents=True)
+    (ctx / "keep" / "a").write_text("a")
+    (ctx / "secret.env").write_text("secret")
+    os.symlink("secret.env", ctx / "link")
+    shutil.copytree(Path(builder.__file__).parent, tmp_path / "pkg" / "builder",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["chown", "-R", "65534:65534", ctx], check=True)
+    code = (
+        "import os; from pathlib import Path; from builder.executor.contextview import view\n"
+        f"src = Path({str(ctx)!r})\n"
+        "with view(src, ('secret.env',), writable=False) as shown:\n"
+        "    print(sorted(os.listdir(shown)), 'merged' in str(shown),\n"
+        "          os.stat(shown / 'keep' / 'a').st_ino == os.stat(src / 'keep' / 'a').st_ino)\n"
+    )
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "env", f"PYTHONPATH={tmp_path / 'pkg'}", python, "-c", code],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("]")[0] == "['keep', 'link'"
+    assert proc.stdout.split("]")[1].split() == ["False", "True"]
+    assert sorted(os.listdir(ctx)) == ["keep", "link", "secret.env"]
