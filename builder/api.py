@@ -45,7 +45,13 @@ from builder.store.containers import (
     update_config,
 )
 from builder.store.manifests import push_manifest_list
-from builder.store.transports import pull_image, push_image
+from builder.store.transports import (
+    TRANSPORTS,
+    import_image,
+    parse_transport,
+    pull_image,
+    push_image,
+)
 
 # the public names; ``builder`` re-exports exactly these (a test holds the two equal)
 __all__ = [
@@ -157,7 +163,11 @@ class Session:
                           options or RegistryOptions())
 
     def pull(self, ref: str, options: RegistryOptions | None = None) -> str:
-        """Pull an image into the store; its image ID."""
+        """Pull an image into the store from a registry (``[docker://]REF``) or import it
+        from ``oci:``, ``oci-archive:`` or ``docker-archive:``, verified as ``pybuild
+        pull`` does; its image ID."""
+        if parse_transport(ref)[0] in TRANSPORTS:
+            return import_image(self.store, ref).id
         return pull_image(self.store, ref.removeprefix("docker://"),
                           options or RegistryOptions(), quiet=True).id
 

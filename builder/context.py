@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -86,11 +87,13 @@ def context_path(source: str) -> str:
     return posixpath.normpath("/" + cleaned).lstrip("/")
 
 
-def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
+                    visible: Callable[[str], bool] | None = None) -> Path:
     """Resolve ``path`` under ``root`` as if root were ``/`` (see
-    ``builder.rootfs.paths.resolve_in_root``); a symlink loop is a ContextError."""
+    ``builder.rootfs.paths.resolve_in_root``, and there ``visible``); a symlink loop
+    is a ContextError."""
     try:
-        resolved = resolve(root, path, follow_last=follow_last)
+        resolved = resolve(root, path, follow_last=follow_last, visible=visible)
     except OSError as exc:
         raise ContextError(f"resolving {path!r}: too many levels of symbolic links") from exc
     return Path(root) / resolved.relative_to(os.path.abspath(root))

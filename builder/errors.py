@@ -18,14 +18,16 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ SandboxError           namespaces unavailable, id-map failure
     │  ├─ IdMapError          a file owner outside the user namespace's id map
     │  └─ NetworkError        no user-mode network tool, or it failed to start
-    ├─ LayerError             unsafe or corrupt layer tar (names the layer and entry)
+    ├─ LayerError             unsafe or corrupt layer or archive tar (names it and the entry)
+    │  └─ CompressedStreamError  truncated or corrupt gzip/zstd/bzip2/xz stream
     ├─ ExportError            bud --output could not write its destination
     ├─ StoreError             image not found, store locked/unwritable
     │  ├─ ImageNotFound
     │  │  └─ ManifestListNotFound
     │  └─ ContainerNotFound   no working container of that name or ID
     ├─ ImageError             DigestMismatch, InvalidManifest, UnsupportedMediaType
-    │  └─ DigestMismatch
+    │  ├─ DigestMismatch
+    │  └─ VerificationError   an imported blob differs from its descriptor or the config
     └─ RegistryError          .registry, .status
        ├─ AuthenticationError
        ├─ RegistryNotFound
@@ -154,6 +156,12 @@ class ExportError(PybuildError):
     code = "export"
 
 
+class CompressedStreamError(LayerError):
+    """A layer's or archive's compressed stream is cut short or corrupt."""
+
+    code = "compressed-stream"
+
+
 class StoreError(PybuildError):
     code = "store"
 
@@ -176,6 +184,20 @@ class ImageError(PybuildError):
 
 class DigestMismatch(ImageError):
     code = "digest-mismatch"
+
+
+class VerificationError(ImageError):
+    """An imported blob is refused: ``problem`` says what differs ("size", "digest",
+    "diff_id", "truncated stream", "bad tar"), ``image`` and ``digest`` name it."""
+
+    code = "verification"
+
+    def __init__(self, message: str, *, image: str = "", digest: str = "", problem: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.image = image
+        self.digest = digest
+        self.problem = problem
 
 
 class RegistryError(PybuildError):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 import zlib
 
@@ -208,7 +209,11 @@ def watch_parents(root: str, rel: str) -> None:
     if _recording is not None:
         parts = rel.split("/")[:-1]
         for depth in range(1, len(parts) + 1):
-            watch(os.path.join(root, *parts[:depth]))
+            path = os.path.abspath(os.path.join(root, *parts[:depth]))
+            watch(path)
+            found = _recording.paths.get(path)
+            if found is None or not stat.S_ISDIR(found[0]):
+                break  # never lstat through a symlink: what it leads to is watched by its user
 
 
 def watch_env(name: str) -> None:

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     # what steps do to a root file system: run in the sandbox, copy, config edits
     ("builder.executor.users", "builder.executor.config", "builder.executor.output",
      "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts",
-     "builder.executor.sshagent", "builder.executor.network"),
+     "builder.executor.sshagent", "builder.executor.network", "builder.executor.contextview"),
     ("builder.registry",),
     ("builder.store",),
     ("builder.cache",),

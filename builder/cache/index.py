@@ -47,8 +47,10 @@ class CacheEntry:
         raw = json.loads(data)
         layer = raw.get("layer")
         diff_id = raw.get("diffID")
+        if layer and not diff_id:  # a layer nothing can verify: not an entry to trust
+            raise ValueError("cache entry: a layer without a diffID")
         return cls(History.from_json(raw["history"]),
-                   Layer.of(Descriptor.from_json(layer), diff_id) if layer and diff_id else None,
+                   Layer.of(Descriptor.from_json(layer), diff_id) if layer else None,
                    float(raw.get("stored") or 0))
 
 

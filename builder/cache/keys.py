@@ -15,6 +15,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from builder import replay
@@ -48,28 +49,46 @@ def _entry(rel: str, path: str, st: os.stat_result, stats: StatCache | None) -> 
 def paths_digest(root: str, rels: Iterable[str], *, visible: Any = None,
                  stats: StatCache | None = None) -> str:
     """Digest of the given paths under ``root`` and of everything below the directories
-    among them; ``visible(rel)`` filters paths (the ignore file), symlinks are not followed
-    except for a top-level one, whose target is hashed as well."""
+    among them, as COPY reads them: ``visible(rel)`` filters paths (the ignore file;
+    what it hides is never read), symlinks are not followed except for a top-level one,
+    followed inside ``root`` and never to or through a hidden path, whose target is
+    hashed as well (a link whose target is missing or hidden counts as dangling)."""
+    from builder.rootfs.paths import resolve_in_root
+
     lines: list[str | _Item] = []
     for top in sorted(set(rels)):
-        path = os.path.join(root, top) if top else root
         replay.watch_parents(root, top)
-        try:
+        try:  # parents that are symlinks are followed inside the root, never out of it
+            path = os.fspath(resolve_in_root(Path(root), top, follow_last=False,
+                                             visible=visible)) if top else root
+            if visible is not None and path != root and not visible(
+                    os.path.relpath(path, root)):
+                raise FileNotFoundError(path)  # hidden: as if it were not there
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            path = os.path.join(root, top)
             replay.watch(path)
             lines.append(f"{top}\0missing")
             continue
         replay.watch(path, st)
-        if stat.S_ISLNK(st.st_mode) and os.path.exists(path):
-            real = os.path.realpath(path)
-            if real == os.path.realpath(root) or real.startswith(os.path.realpath(root) + "/"):
-                lines.append(f"{top}\0->\0{os.readlink(path)}")
-                path, st = real, os.stat(real)
-                replay.watch(path, st)
-        lines.append((top, path, st, stats if path.startswith(root) else None))
+        below = top  # the directory walked, relative to the root
+        if stat.S_ISLNK(st.st_mode):
+            lines.append(f"{top}\0->\0{os.readlink(path)}")
+            try:
+                target = resolve_in_root(Path(root), top, visible=visible)
+                real = target.relative_to(os.path.abspath(root)).as_posix()
+                real = "" if real == "." else real
+                followed = os.lstat(target) if visible is None or visible(real) else None
+            except OSError:  # missing, or a loop
+                followed = None
+            if followed is None:
+                lines.append(f"{top}\0dangling")
+                continue
+            path, st, below = os.fspath(target), followed, real
+            replay.watch(path, st)
+        lines.append((top, path, st, stats))
         if stat.S_ISDIR(st.st_mode):
-            _walk(lines, path, top, visible, stats)
+            _walk(lines, path, below, visible, stats)
     return _digest(lines)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.cache.index import CacheEntry, CacheIndex
-from builder.errors import PybuildError, RegistryError, RegistryNotFound
+from builder.errors import PybuildError, RegistryError, RegistryNotFound, VerificationError
 from builder.executor.output import Progress
 from builder.image.layer import tree_entries, write_layer
 from builder.image.layout import Layout
@@ -36,6 +36,7 @@ from builder.reference import parse_reference
 from builder.registry.client import RegistryClient, RegistryOptions
 from builder.registry.config import load_registries_conf
 from builder.rootfs.extract import extract_layer
+from builder.rootfs.verify import ImageImport
 from builder.store import Store
 
 ENTRY_MEDIA_TYPE = "application/vnd.pybuild.cache.step.v1+json"
@@ -125,15 +126,28 @@ class RemoteCache:
                     repo.client.get_blob(repo.repository, manifest["config"]["digest"]))
                 if self.ttl is not None and entry.stored < time.time() - self.ttl:
                     continue
-                if entry.layer is not None and not self.store.layout.has_blob(entry.layer.digest):
-                    repo.client.fetch_blob(repo.repository, entry.layer.digest,
-                                           self.store.layout, lambda n: None)
+                if entry.layer is not None:
+                    self._fetch_layer(repo, key, entry)
                 return entry
             except (PybuildError, ValueError, KeyError, TypeError) as exc:
                 if isinstance(exc, PybuildError):
                     self._warn(repo, exc)
                 continue
         return None
+
+    def _fetch_layer(self, repo: _Repo, key: str, entry: CacheEntry) -> None:
+        """Bring a cache entry's layer into the store, verified as an image layer is
+        (size, digest, diff_id, tar); a refusal is a ``VerificationError``."""
+        layer = entry.layer
+        assert layer is not None
+        with ImageImport(self.store, f"{repo.text}:{key}") as imp:
+            if not layer.diff_id:
+                raise VerificationError(
+                    f'verifying image "{imp.image}": layer {layer.digest}: the cache entry '
+                    "has no diff_id", image=imp.image, digest=layer.digest, problem="diff_id")
+            imp.layer(layer.descriptor(), layer.diff_id,
+                      lambda: repo.client.open_blob(repo.repository, layer.digest))
+            imp.commit_blobs()
 
     def restore_mount(self, path: Path) -> None:
         """Fill the cache mount directory ``path`` from the first source that has it,

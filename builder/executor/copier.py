@@ -9,7 +9,6 @@ paths are resolved inside the target root as if it were ``/``. Errors are
 from __future__ import annotations
 
 import calendar
-import contextlib
 import email.utils
 import errno
 import hashlib
@@ -18,20 +17,19 @@ import posixpath
 import re
 import shutil
 import stat
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
 
 from builder import replay, userns
 from builder.context import context_path, resolve_in_root
-from builder.errors import ContextError, PatternError, StepError
+from builder.errors import ContextError, LayerError, PatternError, StepError
 from builder.globs import has_magic
 from builder.globs import match as glob_match
 from builder.ignore import IgnoreMatcher
 from builder.image.layer import LayerEntry, Override
+from builder.rootfs.extract import archive_format, extract_archive
 
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 _CHMOD_CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
@@ -75,6 +73,28 @@ class SourceTree:
     def visible(self, rel: str) -> bool:
         return self.included is None or rel == "" or rel in self.included
 
+    @property
+    def hides(self) -> Callable[[str], bool] | None:
+        """``visible`` for path resolution, or None when nothing is hidden."""
+        return self.visible if self.included is not None else None
+
+    def follow(self, rel: str) -> Path | None:
+        """The host path of source ``rel`` with a symlink in its last part followed
+        inside the tree, never to or through what the ignore file excludes; None when
+        nothing (visible) is there. ``rel`` itself must be visible and have no
+        symlinked parents (``_without_linked_parents``)."""
+        path = self.root / rel if rel else self.root
+        if not path.is_symlink():
+            return path if os.path.lexists(path) else None
+        try:
+            target = resolve_in_root(self.root, rel, visible=self.hides)
+        except ContextError:  # a loop
+            return None
+        real = target.relative_to(self.root).as_posix()
+        if not os.path.lexists(target) or not self.visible("" if real == "." else real):
+            return None
+        return target
+
     def watch(self, path: Path) -> None:
         """Tell ``builder.replay`` the build looked at ``path`` (of the context only: other
         trees are stages of this build)."""
@@ -97,8 +117,9 @@ def context_tree(context: Path, ignore: object | None) -> SourceTree:
         return SourceTree(context, None, True)
     excluded = ignore.excluded  # type: ignore[attr-defined]
     walk = ignore.walk  # type: ignore[attr-defined]
-    kept = [str(rel).removeprefix("./") for rel, _ in walk(context)]
-    pruned = {rel for rel in kept if (context / rel).is_dir() and excluded(rel)}
+    walked = [(str(rel).removeprefix("./"), st) for rel, st in walk(context)]
+    kept = [rel for rel, _ in walked]
+    pruned = {rel for rel, st in walked if stat.S_ISDIR(st.st_mode) and excluded(rel)}
     included = frozenset(
         rel for rel in kept
         if rel not in pruned and not any(rel.startswith(d + "/") for d in pruned)
@@ -188,7 +209,9 @@ class _Writer:
     owner when ``preserve`` (``--from`` a stage or image), else 0:0; every directory the
     copy creates, parents and destination alike, gets ``owner`` or 0:0, mode 0755.
 
-    Paths are plain strings: this runs once per copied file."""
+    Paths are plain strings: this runs once per copied file. A path's parents are
+    resolved inside the root before anything is made there (``_real``), so a symlink in
+    the root (``/app/a -> /srv``) leads below the root, never to the host's ``/srv``."""
     root: Path
     owner: tuple[int, int] | None
     chmod: str | None
@@ -210,9 +233,23 @@ class _Writer:
             return self.owner
         return (st.st_uid, st.st_gid) if self.preserve else (0, 0)
 
+    def _resolve_dir(self, path: str) -> str:
+        """The directory ``path`` (under the root) with symlinks resolved inside the root."""
+        if path in self.known:
+            return path
+        return os.fspath(resolve_in_root(self.root, os.path.relpath(path, self.root)))
+
+    def _real(self, path: str) -> str:
+        """``path`` with its parents resolved inside the root; the last part is kept."""
+        if os.path.normpath(path) == os.path.normpath(self.root):
+            return path
+        parent, name = os.path.split(path.rstrip("/"))
+        return os.path.join(self._resolve_dir(parent), name)
+
     def ensure_dir(self, path: str, st: os.stat_result | None = None) -> None:
         """Make ``path`` a directory (replacing a non-directory): with ``st``, a copied
         directory with its metadata; without, a created one (0755)."""
+        path = self._real(path)
         try:
             current: os.stat_result | None = os.lstat(path)
         except FileNotFoundError:
@@ -235,6 +272,7 @@ class _Writer:
     def make_parents(self, path: str) -> None:
         if path in self.known:
             return
+        path = self._resolve_dir(path)
         missing: list[str] = []
         probe = path
         while not os.path.lexists(probe):
@@ -280,6 +318,7 @@ class _Writer:
 
     def put(self, source: str, st: os.stat_result, dest: str) -> None:
         """Copy one non-directory entry (file, symlink, device, fifo)."""
+        dest = self._real(dest)
         self.make_parents(os.path.dirname(dest))
         mode = st.st_mode
         key = (st.st_dev, st.st_ino)
@@ -320,6 +359,7 @@ class _Writer:
         os.utime(fd, ns=(mtime_ns, mtime_ns))
 
     def put_bytes(self, data: bytes, dest: str, mode: int, mtime: float) -> None:
+        dest = self._real(dest)
         self.make_parents(os.path.dirname(dest))
         out = self._open_new(dest)
         try:
@@ -333,7 +373,7 @@ class _Writer:
     def finish(self) -> None:
         """Directory mtimes last, deepest first, since writing children moves them."""
         for path, st in sorted(self.dirs, key=lambda d: -d[0].count("/")):
-            os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns))
+            os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -440,7 +480,7 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
         return None
     sources = _expand_sources(tree, request)
     dest_is_dir = (request.dest_is_dir or len(sources) > 1
-                   or (len(sources) == 1 and _source_is_dir(tree, sources[0].rel)))
+                   or (len(sources) == 1 and sources[0].is_dir))
     dest = "/" + posixpath.normpath("/" + request.dest).lstrip("/")
     dest_is_dir = dest_is_dir or dest == "/"
     planned = _Planned(tree.root, request.owner, request.chmod, request.preserve_owner)
@@ -451,8 +491,11 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
     return planned.entries()
 
 
-def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, absolute path, lstat) of everything below a directory, parents first."""
+def _walk(base: str, keep: Callable[[str], bool] | None = None
+          ) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, absolute path, lstat) of everything below a directory, parents
+    first; what ``keep`` refuses (the ignore file's exclusions) is left out, a directory
+    with all it holds, unread."""
     stack = [""]
     while stack:
         sub = stack.pop()
@@ -460,6 +503,8 @@ def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
             entries = sorted(it, key=lambda e: e.name, reverse=True)
         for entry in entries:
             child = f"{sub}/{entry.name}" if sub else entry.name
+            if keep is not None and not keep(child):
+                continue
             st = entry.stat(follow_symlinks=False)
             yield child, entry.path, st
             if stat.S_ISDIR(st.st_mode):
@@ -470,6 +515,11 @@ def _walk(base: str) -> Iterator[tuple[str, str, os.stat_result]]:
 class _Source:
     rel: str  # path in the source tree ("" is its root)
     keep: str  # the part of rel kept under the destination with --parents
+    path: Path  # what is copied: rel's host path, a symlink in its last part followed
+
+    @property
+    def is_dir(self) -> bool:
+        return self.path.is_dir() and not self.path.is_symlink()
 
 
 def _split_pivot(source: str) -> tuple[str, str | None]:
@@ -498,13 +548,13 @@ def _expand_sources(tree: SourceTree, request: CopyRequest) -> list[_Source]:
         for match in matches:
             tree.watch_parents(match)
             real = _without_linked_parents(tree, match, raw, request.keyword)
-            _check_exists(tree, real, raw, request.keyword)
+            followed = _check_exists(tree, real, raw, request.keyword)
             if pivot is not None:
                 prefix = posixpath.normpath(raw[: raw.find("/./")] or ".").lstrip("./")
                 keep = match[len(prefix):].lstrip("/") if prefix and prefix != "." else match
             else:
                 keep = match
-            found.append(_Source(real, keep))
+            found.append(_Source(real, keep, followed))
     if not found and not request.heredocs and not any(_URL.match(s) for s in request.sources):
         raise StepError(f"{request.keyword} failed: no source files were specified")
     return found
@@ -521,13 +571,17 @@ def _without_linked_parents(tree: SourceTree, rel: str, raw: str, keyword: str) 
     if "/" not in rel:
         return rel
     try:
-        real = resolve_in_root(tree.root, rel, follow_last=False)
+        real = resolve_in_root(tree.root, rel, follow_last=False, visible=tree.hides)
     except ContextError as exc:
         raise StepError(f"{keyword} failed: {raw!r}: {exc}") from exc
     return real.relative_to(tree.root).as_posix()
 
 
-def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
+def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> Path:
+    """The host path a source copies (see ``SourceTree.follow``). A source that is not
+    there, or that the ignore file excludes, is an error; so is a symlink whose target
+    is either (as in Buildah and BuildKit, which never sends excluded files: the link
+    dangles in the build's view)."""
     path = tree.root / rel if rel else tree.root
     if not os.path.lexists(path):
         raise StepError(f"{keyword} failed: {raw!r}: no such file or directory")
@@ -536,6 +590,10 @@ def _check_exists(tree: SourceTree, rel: str, raw: str, keyword: str) -> None:
         raise StepError(
             f"{keyword} failed: {raw!r}: no such file or directory (filtered out{where})"
         )
+    followed = tree.follow(rel)
+    if followed is None:
+        raise StepError(f"{keyword} failed: {raw!r}: no such file or directory")
+    return followed
 
 
 def _glob(tree: SourceTree, pattern: str, double_star: bool = False) -> list[str]:
@@ -554,7 +612,7 @@ def _glob(tree: SourceTree, pattern: str, double_star: bool = False) -> list[str
         for base in current:
             directory = tree.root / base if base else tree.root
             tree.watch(directory)
-            if not directory.is_dir() or directory.is_symlink():
+            if not tree.visible(base) or not directory.is_dir() or directory.is_symlink():
                 continue
             if not has_magic(part):
                 candidate = f"{base}/{part}" if base else part
@@ -594,7 +652,7 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
     count = len(sources) + len(urls) + len(heredocs)
     single_dir_source = (
         len(sources) == 1 and not urls and not heredocs and tree is not None
-        and _source_is_dir(tree, sources[0].rel)
+        and sources[0].is_dir
     )
     dest_is_dir = request.dest_is_dir or count > 1 or single_dir_source or request.parents
     try:
@@ -633,27 +691,9 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
         ) from exc
 
 
-def _source_is_dir(tree: SourceTree, rel: str) -> bool:
-    path = _follow_source(tree, rel)
-    return path.is_dir() and not path.is_symlink()
-
-
-def _follow_source(tree: SourceTree, rel: str) -> Path:
-    """A top-level source symlink is resolved inside its tree; dangling ones stay links."""
-    path = tree.root / rel if rel else tree.root
-    if path.is_symlink():
-        try:
-            target = resolve_in_root(tree.root, rel)
-        except ContextError:
-            return path
-        if target.exists():
-            return target
-    return path
-
-
 def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool,
                  request: CopyRequest, writer: _Writer | _Planned) -> None:
-    path = _follow_source(tree, source.rel)
+    path = source.path
     st = path.lstat()
     excluded = _exclusion(request.excludes) if request.excludes else None
     if request.parents and source.keep:
@@ -661,12 +701,12 @@ def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool
         writer.make_parents(posixpath.dirname(dest))
     if stat.S_ISDIR(st.st_mode):
         writer.ensure_dir(dest, st if request.parents and source.keep else None)
-        filtered = tree.included is not None and path == tree.root / source.rel
-        prefix = f"{source.rel}/" if source.rel else ""
+        real = path.relative_to(tree.root).as_posix()  # where a followed link led
+        prefix = "" if real == "." else f"{real}/"
+        keep = (lambda child: tree.visible(prefix + child)) if tree.included is not None \
+            else None
         base = dest.rstrip("/") + "/"
-        for child, absolute, child_st in _walk(os.fspath(path)):
-            if filtered and not tree.visible(prefix + child):
-                continue
+        for child, absolute, child_st in _walk(os.fspath(path), keep):
             if excluded is not None and excluded(child):
                 continue
             if stat.S_ISDIR(child_st.st_mode):
@@ -679,10 +719,8 @@ def _copy_source(tree: SourceTree, source: _Source, dest: str, dest_is_dir: bool
         return
     target = _join(dest, name) if dest_is_dir and not request.parents else dest
     if request.is_add and stat.S_ISREG(st.st_mode):
-        kind = archive_kind(path)
-        if kind is not None:
-            assert isinstance(writer, _Writer)
-            extract_archive(path, kind, Path(dest), writer.root)
+        assert isinstance(writer, _Writer)
+        if _unpack_archive(path, dest, writer.root):
             return
     writer.put(os.fspath(path), st, target)
 
@@ -694,127 +732,22 @@ def _join(directory: str, name: str) -> str:
 # ADD: archives and URLs
 
 
-def archive_kind(path: Path) -> str | None:
-    """"gzip", "bzip2", "xz", "zstd" or "tar" when the file is a (compressed) tar archive."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    kind: str | None = None
-    if head.startswith(b"\x1f\x8b"):
-        kind = "gzip"
-    elif head.startswith(b"BZh"):
-        kind = "bzip2"
-    elif head.startswith(b"\xfd7zXZ\x00"):
-        kind = "xz"
-    elif head.startswith(b"\x28\xb5\x2f\xfd"):
-        kind = "zstd"
-    elif len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    if kind is None:
-        return None
-    try:
-        with _open_tar(path, kind) as tar:
-            tar.next()
-    except (tarfile.TarError, OSError, EOFError):
-        return None
-    return kind
-
-
-@contextlib.contextmanager
-def _open_tar(path: Path, kind: str) -> Iterator[tarfile.TarFile]:
-    """The archive as a streaming tar reader, whatever its compression."""
-    with open(path, "rb") as raw:
-        stream: BinaryIO = raw
-        if kind == "zstd":
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)
-        modes: dict[str, Literal["r|gz", "r|bz2", "r|xz", "r|"]] = {
-            "gzip": "r|gz", "bzip2": "r|bz2", "xz": "r|xz",
-        }
-        mode = modes.get(kind, "r|")
-        with tarfile.open(fileobj=stream, mode=mode) as tar:
-            yield tar
-
-
-def extract_archive(path: Path, kind: str, dest: Path, root: Path) -> None:
-    """Unpack a tar into ``dest`` keeping its owners and modes; no entry leaves ``dest``."""
-    writer = _Writer(root, None, None, preserve=True)
-    dest_rel = os.path.relpath(dest, root)
-    dirs: list[tuple[Path, tarfile.TarInfo]] = []
-    skipped: list[str] = []  # device nodes, which a user namespace cannot create
-
-    def chown(target: Path, member: tarfile.TarInfo) -> None:
+def _unpack_archive(path: Path, dest: str, root: Path) -> bool:
+    """ADD's auto-extraction: unpack ``path`` into the directory ``dest`` (a host path
+    inside ``root``) with the hardened extractor when it is a tar archive (plain, gzip,
+    bzip2, xz or zstd); False when it is not one."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        compression = archive_format(f)
+        if compression is None:
+            return False
+        f.seek(0)
+        inside = "/" + os.path.relpath(dest, root)
         try:
-            os.lchown(target, member.uid, member.gid)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not userns.inside():
-                raise
-            raise userns.owner_error(f"ADD failed: extracting {path.name}",
-                                     "/" + os.path.relpath(target, root),
-                                     member.uid, member.gid) from None
-
-    try:
-        with _open_tar(path, kind) as tar:
-            for member in tar:
-                name = posixpath.normpath(member.name.lstrip("/"))
-                if name in (".", "") or name == ".." or name.startswith("../"):
-                    continue
-                target = resolve_in_root(root, f"{dest_rel}/{name}", follow_last=False)
-                if not _inside(target, root):
-                    raise StepError(f"ADD failed: extracting {path.name}: {name!r} escapes")
-                writer.make_parents(os.fspath(target.parent))
-                if member.isdir():
-                    if not target.is_dir():
-                        writer.remove_existing(os.fspath(target))
-                        target.mkdir()
-                    dirs.append((target, member))
-                    chown(target, member)
-                    os.chmod(target, member.mode & 0o7777)
-                    continue
-                writer.remove_existing(os.fspath(target))
-                if member.issym():
-                    os.symlink(member.linkname, target)
-                elif member.islnk():
-                    link = resolve_in_root(
-                        root, f"{dest_rel}/{posixpath.normpath(member.linkname.lstrip('/'))}",
-                        follow_last=False,
-                    )
-                    os.link(link, target)
-                    continue
-                elif member.isfile():
-                    reader = tar.extractfile(member)
-                    assert reader is not None
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(reader, out)
-                elif (member.ischr() or member.isblk()) and userns.inside():
-                    skipped.append(name)  # skipped as Buildah does
-                    continue
-                elif member.ischr() or member.isblk() or member.isfifo():
-                    kind_bits = (stat.S_IFCHR if member.ischr() else
-                                 stat.S_IFBLK if member.isblk() else stat.S_IFIFO)
-                    os.mknod(target, kind_bits | (member.mode & 0o7777),
-                             os.makedev(member.devmajor, member.devminor))
-                else:
-                    continue
-                chown(target, member)
-                if not member.issym():
-                    os.chmod(target, member.mode & 0o7777)
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-    except (tarfile.TarError, EOFError, ContextError) as exc:
-        raise StepError(f"ADD failed: extracting {path.name}: {exc}") from exc
-    for directory, member in reversed(dirs):
-        os.utime(directory, (member.mtime, member.mtime))
-    if skipped:
-        import sys
-
-        sys.stderr.write(f"WARN[0000] ADD: extracting {path.name}: skipped {len(skipped)} device "
-                         f"node(s) ({', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}): "
-                         "device nodes cannot be created in a user namespace\n")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == str(
-        os.path.abspath(root))
+            extract_archive(f, root, inside, name=path.name, compression=compression)
+        except LayerError as exc:
+            raise StepError(f"ADD failed: {exc}") from exc
+    return True
 
 
 def download(url: str, checksum: str | None) -> tuple[bytes, float]:

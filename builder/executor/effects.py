@@ -183,7 +183,7 @@ class RootfsEffects:
         mounts = resolve_mounts(
             [mount for mount, _ in step.mounts], [ref for _, ref in step.mounts],
             context=self.context, root_of=self.root_of, cache_root=self.cache_root,
-            secrets=self.secrets, ssh=self.ssh)
+            secrets=self.secrets, ssh=self.ssh, context_tree=self.context_tree())
         for mount in mounts:
             if mount.type == "cache" and mount.source is not None:
                 self.cache_mount_used(mount.source)

@@ -7,10 +7,13 @@ directory under the store, a tmpfs, or a secret's bytes.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from builder.errors import ContextError, StepError
+from builder.executor.contextview import mount_source
+from builder.executor.copier import SourceTree
 from builder.executor.sandbox import MountSpec
 from builder.executor.sshagent import DEFAULT_ID as DEFAULT_SSH_ID
 from builder.instructions.mounts import RunMount
@@ -33,9 +36,12 @@ def resolve_mounts(
     cache_root: Path,
     secrets: Mapping[str, bytes | Path],
     ssh: Callable[[str], Path | None] = lambda ident: None,
+    context_tree: SourceTree | None = None,
 ) -> list[MountSpec]:
     """``MountSpec`` values for ``mounts`` (expanded), whose ``from`` the plan resolved
-    to ``sources`` (None: the context). An ssh mount is type "ssh" with the agent socket
+    to ``sources`` (None: the context). A bind from the context (``context_tree``: after
+    the ignore file) never shows what the ignore file excludes
+    (``builder.executor.contextview``). An ssh mount is type "ssh" with the agent socket
     ``ssh`` gives for its id (0600 unless its mode says otherwise, at
     ``/run/buildkit/ssh_agent.N`` unless it names a target); one whose id was not
     forwarded is left out, or an error when it is required."""
@@ -43,13 +49,17 @@ def resolve_mounts(
     ssh_index = 0
     for m, ref in zip(mounts, sources, strict=True):
         if m.type == "bind":
-            base = root_of(ref) if ref is not None else Path(context)
-            source = _inside(base, m.source)
-            if not source.exists():
+            hidden: tuple[str, ...] = ()
+            if ref is None and context_tree is not None:
+                source, hidden = mount_source(context_tree, m.source, m.target)
+            else:
+                base = root_of(ref) if ref is not None else Path(context)
+                source = _inside(base, m.source)
+            if not os.path.lexists(source):
                 raise ContextError(f"mounting {m.target}: source {m.source or '/'!r} not found")
             readonly = True if m.readonly is None else m.readonly
             out.append(MountSpec("bind", source, m.target, readonly=readonly,
-                                 discard_writes=not readonly))
+                                 discard_writes=not readonly, hidden=hidden))
         elif m.type == "cache":
             key = m.id or m.target
             name = hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.errors import SandboxError
+from builder.rootfs.paths import resolve_in_root  # at the top: PID 1 imports nothing after pivot
 from builder.runsettings import RunSettings
 
 if TYPE_CHECKING:
@@ -81,7 +83,9 @@ class MountSpec:
     tmpfs and bound at ``target`` (or only exported as ``env`` when ``target``
     is empty). ``discard_writes`` gives a writable bind whose writes are
     thrown away (a private copy). ``sharing`` applies to caches: shared,
-    private or locked.
+    private or locked. ``hidden`` lists paths below a bind's source (relative to it)
+    that the step must not see: the ignore file's exclusions in a bind of the context
+    (``builder.executor.contextview``).
     """
 
     type: str
@@ -96,6 +100,7 @@ class MountSpec:
     discard_writes: bool = False
     data: bytes | None = None
     env: str | None = None
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,6 @@ def _etc_files(root: Path, spec: RunSpec, network: Network) -> dict[str, bytes]:
     """Contents bound at /etc/hosts, /etc/resolv.conf and /etc/hostname (the first two
     are left out when ``--no-hosts`` or ``--dns=none`` leave them to the image)."""
     from builder.executor.network import hosts_file, resolv_conf
-    from builder.rootfs.paths import resolve_in_root
 
     try:
         own = resolve_in_root(root, "/etc/hosts").read_text(errors="replace")
@@ -211,6 +215,14 @@ def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
             else:
                 fcntl.flock(lock, fcntl.LOCK_SH)
             yield _replace(mount, source=Path(os.path.realpath(source)))
+        return
+    if mount.source is not None and (mount.hidden or mount.discard_writes) and \
+            os.path.isdir(mount.source) and not os.path.islink(mount.source):
+        from builder.executor.contextview import view  # an overlay where it mounts
+
+        with view(Path(mount.source), mount.hidden, writable=mount.discard_writes) as shown:
+            yield _replace(mount, source=shown, hidden=(), discard_writes=False,
+                           readonly=mount.readonly and not mount.discard_writes)
         return
     if mount.discard_writes and mount.source is not None:
         scratch = Path(tempfile.mkdtemp(prefix="pybuild-bind-"))
@@ -327,7 +339,6 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
     import uuid
 
     from builder.executor.users import ResolvedUser
-    from builder.rootfs.paths import resolve_in_root
 
     assert isinstance(user, ResolvedUser)
     from builder import userns
@@ -616,16 +627,42 @@ class _Init:
 
     # setup
 
+    @staticmethod
+    def inside(path: str) -> str:
+        """``path`` as the container sees it, symlinks resolved inside the new root, never
+        into the host's root (mounted at ``_OLD_ROOT`` while mounts are set up) or the
+        staging directory: an image's link to either is refused."""
+        resolved = resolve_in_root(Path("/"), path)
+        first = resolved.parts[1] if len(resolved.parts) > 1 else ""
+        if "/" + first in (_OLD_ROOT, _STAGE):
+            raise OSError(errno.EPERM, f"mount point {path} leads into /{first}, which the "
+                                       "sandbox uses while it sets up")
+        return os.fspath(resolved)
+
+    @staticmethod
+    def own_dir(path: str) -> bool:
+        """Make the sandbox's own directory ``path`` (False), or find it a real directory
+        (True); anything else the image put there (a symlink) is refused."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o700)
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EPERM, f"the image has {path}, which the sandbox needs")
+        return True
+
     def point(self, path: str, is_dir: bool) -> bool:
-        """Make sure a mount point exists, remembering what we created."""
+        """Make sure a mount point exists (``path`` resolved by ``inside``), remembering what
+        we created."""
         parts = [p for p in path.split("/") if p]
         current = ""
         for index, part in enumerate(parts):
             current += "/" + part
             last = index == len(parts) - 1
             if os.path.lexists(current):
-                if os.path.islink(current) and not os.path.exists(current):
-                    return False  # a dangling symlink: nothing safe to mount on
+                if os.path.islink(current):
+                    return False  # resolved already: a link here is nothing safe to mount on
                 continue
             parent = os.path.dirname(current)
             st = os.stat(parent)
@@ -661,24 +698,27 @@ class _Init:
         os.chdir(root)
         st = os.stat(root)
         self.parent_times["/"] = (st.st_atime_ns, st.st_mtime_ns)
-        if not os.path.isdir(root + _OLD_ROOT):
-            os.mkdir(root + _OLD_ROOT, 0o700)
+        if not self.own_dir(root + _OLD_ROOT):
             self.created.append((_OLD_ROOT, True))
         s.pivot_root(".", _OLD_ROOT.lstrip("/"))
         os.chdir("/")
         old = _OLD_ROOT
-        self.point("/proc", True)
-        self.mount("proc", "/proc", "proc", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+        proc = self.inside("/proc")
+        self.point(proc, True)
+        self.mount("proc", proc, "proc", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
         self.setup_dev(old)
-        self.point("/sys", True)
+        sys_dir = self.inside("/sys")
+        self.point(sys_dir, True)
         try:
-            self.mount("sysfs", "/sys", "sysfs",
+            self.mount("sysfs", sys_dir, "sysfs",
                        s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
         except OSError:
-            self.bind(old + "/sys", "/sys", readonly=True, recursive=True)
-        self.point(_STAGE, True)
+            self.bind(old + "/sys", sys_dir, readonly=True, recursive=True)
+        if not self.own_dir(_STAGE):
+            self.created.append((_STAGE, True))
         self.mount("tmpfs", _STAGE, "tmpfs", s.MS_NOSUID | s.MS_NODEV, "mode=700")
-        for target, data in config["files"].items():
+        for name, data in config["files"].items():
+            target = self.inside(name)
             if os.path.isdir(os.path.dirname(target)) or self.point(os.path.dirname(target), True):
                 self.stage_file(target, base64.b64decode(data), readonly=False)
         for mount in config["mounts"]:
@@ -711,6 +751,8 @@ class _Init:
 
     def setup_dev(self, old: str) -> None:
         s = self.sys
+        if self.inside("/dev") != "/dev":
+            raise OSError(errno.EPERM, "the image's /dev is a symlink")
         self.point("/dev", True)
         self.mount("tmpfs", "/dev", "tmpfs", s.MS_NOSUID, "mode=755,size=65536k")
         for name in _DEVICES:
@@ -732,6 +774,8 @@ class _Init:
 
     def setup_mount(self, mount: dict, old: str) -> None:  # type: ignore[type-arg]
         s, kind, target = self.sys, mount["type"], mount["target"]
+        if target:
+            target = self.inside(target)
         if kind == "secret":
             if target:
                 mode = 0o400 if mount["mode"] is None else mount["mode"]

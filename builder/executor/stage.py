@@ -489,8 +489,10 @@ class StageExecutor:
             if ref is not None:
                 used.append(self.ref_identity(ref))
             else:
+                # what the step will see: the source as mounted, without ignored paths
+                tree = self.ctx.inputs.context_tree()
                 rel = context_path(mount.source or ".")
-                used.append(paths_digest(os.fspath(self.ctx.inputs.context), [rel],
+                used.append(paths_digest(os.fspath(tree.root), [rel], visible=tree.hides,
                                          stats=self.ctx.inputs.stat_cache()))
         key = self.fs_key(
             "RUN", ins.original, step.argv, sorted({**self.scope.values,

@@ -160,7 +160,8 @@ def detect_compression(head: bytes) -> str:
 
 
 def open_decompressed(stream: object, compression: str) -> object:
-    """A readable stream of the decompressed content of a binary stream."""
+    """A readable stream of the decompressed content of a binary stream. A stream cut
+    short raises ``EOFError`` (gzip's own check; for zstd ``ZstdFrames``)."""
     if compression == "gzip":
         from isal import igzip
 
@@ -169,5 +170,101 @@ def open_decompressed(stream: object, compression: str) -> object:
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(
-            stream, read_across_frames=True)  # type: ignore[arg-type]  # several frames
+            ZstdFrames(stream), read_across_frames=True)  # type: ignore[arg-type]
     return stream
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_FCS_BYTES = (0, 2, 4, 8)
+_DID_BYTES = (0, 1, 2, 4)
+
+
+class ZstdFrames:
+    """Passes a zstd stream through while following its frame structure (frame headers,
+    block headers, checksums, skippable frames; block contents are skipped), so that a
+    stream ending inside a frame raises ``EOFError``: zstandard's stream reader returns
+    a clean end of data there. Anything but a frame where one must start is a
+    ``zstandard.ZstdError``."""
+
+    def __init__(self, raw: object) -> None:
+        self.raw = raw
+        self.head = b""  # bytes of a header being collected
+        self.want = 4  # header bytes still needed before the next decision
+        self.state = "magic"  # magic, frame, block, skip-size
+        self.skip = 0  # bytes to pass through unread (block contents, checksums)
+        self.last = False  # the block being skipped ends its frame
+        self.checksum = False
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(size)  # type: ignore[attr-defined]
+        if not data:
+            if self.state != "magic" or self.head or self.skip:
+                raise EOFError("zstd stream ends inside a frame")
+            return data
+        self.follow(memoryview(data))
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def follow(self, view: memoryview) -> None:
+        while view:
+            if self.skip:
+                step = min(self.skip, len(view))
+                self.skip -= step
+                view = view[step:]
+                if not self.skip and self.last:
+                    self.last = False
+                    self.end_frame()
+                continue
+            take = min(self.want - len(self.head), len(view))
+            self.head += bytes(view[:take])
+            view = view[take:]
+            if len(self.head) == self.want:
+                self.decide()
+
+    def end_frame(self) -> None:
+        if self.checksum:
+            self.checksum = False
+            self.skip = 4
+        self.state, self.want = "magic", 4
+
+    def decide(self) -> None:
+        import zstandard
+
+        head, self.head = self.head, b""
+        if self.state == "magic":
+            if head == _ZSTD_MAGIC:
+                self.state, self.want = "descriptor", 1
+            elif head[1:] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50:
+                self.state, self.want = "skip-size", 4
+            else:
+                raise zstandard.ZstdError("not a zstd frame")
+        elif self.state == "skip-size":
+            self.skip = int.from_bytes(head, "little")
+            self.state, self.want = "magic", 4
+        elif self.state == "descriptor":
+            flags = head[0]
+            single = bool(flags & 0x20)
+            self.checksum = bool(flags & 0x04)
+            fcs = _FCS_BYTES[flags >> 6] or (1 if single else 0)
+            rest = (0 if single else 1) + _DID_BYTES[flags & 0x03] + fcs
+            if rest:
+                self.state, self.want = "frame", rest
+            else:
+                self.state, self.want = "block", 3
+        elif self.state == "frame":
+            self.state, self.want = "block", 3
+        else:  # a block header
+            value = int.from_bytes(head, "little")
+            kind, size = (value >> 1) & 3, value >> 3
+            if kind == 3:
+                raise zstandard.ZstdError("reserved zstd block type")
+            self.skip = 1 if kind == 1 else size
+            self.last = bool(value & 1)
+            self.want = 3
+            if not self.skip and self.last:
+                self.last = False
+                self.end_frame()

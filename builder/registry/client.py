@@ -31,6 +31,7 @@ from builder.errors import (
     RegistryNotFound,
     RegistryTransportError,
     UsageError,
+    VerificationError,
 )
 from builder.image.layout import Layout
 from builder.image.spec import (
@@ -46,6 +47,7 @@ from builder.image.spec import (
     MEDIA_OCI_LAYER,
     MEDIA_OCI_LAYER_GZIP,
     MEDIA_OCI_MANIFEST,
+    Descriptor,
 )
 from builder.platform import Platform, choose, parse_platform
 from builder.reference import DOCKER_HUB, Reference
@@ -59,11 +61,10 @@ from builder.registry.http import (
     tls_config,
 )
 from builder.registry.progress import TransferProgress, make_progress
+from builder.rootfs.verify import ImageImport
 
 if TYPE_CHECKING:
     import requests
-
-    from builder.image.layout import Layout
 
 __all__ = [
     "RegistryClient",
@@ -83,6 +84,7 @@ ACCEPT_MANIFEST = ", ".join(
 CHUNK_THRESHOLD = 64 << 20  # blobs above this are uploaded in chunks
 CHUNK_SIZE = 32 << 20
 PARALLEL_BLOBS = 6
+_CONFIG_LIMIT = 16 << 20  # bytes: a larger image config is refused before it is fetched
 
 T = TypeVar("T")
 
@@ -246,6 +248,14 @@ class RegistryClient:
             raise DigestMismatch(f"fetching blob {digest}: content does not match its digest")
         return data
 
+    def open_blob(self, repository: str, digest: str,
+                  on_read: Callable[[int], None] | None = None) -> BlobReader:
+        """A blob's bytes as a stream, unverified (``builder.rootfs.verify`` checks them)."""
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository), stream=True
+        )
+        return BlobReader(response, self.registry, on_read)
+
     def fetch_blob(
         self, repository: str, digest: str, layout: Layout, on_read: Callable[[int], None]
     ) -> None:
@@ -385,6 +395,8 @@ def _retryable(exc: PybuildError, *, digests: bool) -> bool:
         return True
     if isinstance(exc, RegistryError) and exc.status is not None:
         return exc.status >= 500 or exc.status == 429
+    if isinstance(exc, VerificationError):  # other content than the manifest's: damaged
+        return digests and exc.problem == "digest"  # on the way; anything else is the image
     return digests and isinstance(exc, DigestMismatch)
 
 
@@ -446,42 +458,85 @@ class FetchResult:
 
 
 def fetch_image(
-    client: RegistryClient, ref: Reference, layout: Layout, *,
+    client: RegistryClient, ref: Reference, dest: Layout | ImageImport, *,
     progress: TransferProgress | None = None, blob_info: BlobInfo | None = None,
 ) -> FetchResult:
-    """Copy ``ref``'s manifest, config and layers into ``layout``, skipping stored blobs."""
+    """Copy ``ref``'s manifest, config and layers into ``dest``, skipping stored blobs.
+
+    ``dest`` is an ``ImageImport`` (``builder.rootfs.verify``) for a pull into the store:
+    every blob is verified against its descriptor and each layer against the config
+    while it streams in, and nothing is stored until the caller commits. A plain
+    ``Layout`` gets the blobs as they are, each checked against its digest only."""
     options = client.options
     repo = ref.repository
     data, media_type, digest = retrying(options, lambda: client.get_manifest(repo, ref.target))
+    chosen: Descriptor | None = None
     if media_type in INDEX_TYPES:
         entry = choose_manifest(json.loads(data), parse_platform(options.platform))
+        chosen = Descriptor.from_json(entry)
         data, media_type, digest = retrying(
             options, lambda: client.get_manifest(repo, entry["digest"])
         )
     if media_type not in MANIFEST_TYPES:
         raise ImageError(f"reading manifest {digest}: unsupported media type {media_type!r}")
     manifest = json.loads(data)
-    config_digest = manifest["config"]["digest"]
-    config = retrying(options, lambda: client.get_blob(repo, config_digest), digests=True)
-    layout.put_blob(config, expected=config_digest)
+    config_desc = Descriptor.from_json(manifest["config"])
+    if config_desc.size > _CONFIG_LIMIT:
+        raise ImageError(f"reading config {config_desc.digest}: {config_desc.size} bytes is more "
+                         f"than the {_CONFIG_LIMIT} allowed")
+    config = retrying(options, lambda: client.get_blob(repo, config_desc.digest), digests=True)
+    layers = [Descriptor.from_json(layer) for layer in manifest.get("layers") or []]
     progress = progress or make_progress("Copying", quiet=True)
+    if isinstance(dest, ImageImport):
+        if chosen is not None:
+            dest.check("manifest", chosen, data)
+        fetch = _verifying_fetch(client, repo, dest, dest.config(config_desc, config).diff_ids,
+                                 layers, progress)
+    else:
+        dest.put_blob(config, expected=config_desc.digest)
+        fetch = _plain_fetch(client, repo, dest, progress)
 
-    def fetch(layer: dict[str, Any]) -> None:
-        layer_digest = str(layer["digest"])
-        if not layout.has_blob(layer_digest):
-            advance = progress.add(layer_digest, int(layer.get("size", 0)))
-            retrying(
-                options,
-                lambda: client.fetch_blob(repo, layer_digest, layout, advance),
-                digests=True,
-            )
-            progress.done(layer_digest)
+    def fetch_and_record(layer: Descriptor) -> None:
+        fetch(layer)
         if blob_info is not None:
-            blob_info.record(client.registry, repo, layer_digest)
+            blob_info.record(client.registry, repo, layer.digest)
 
-    _parallel(fetch, manifest.get("layers") or [])
-    layout.put_blob(data, expected=digest)
+    _parallel(fetch_and_record, layers)
+    if not isinstance(dest, ImageImport):
+        dest.put_blob(data, expected=digest)
     return FetchResult(data, digest, media_type, config)
+
+
+def _verifying_fetch(client: RegistryClient, repo: str, imp: ImageImport, diff_ids: list[str],
+                     layers: list[Any], progress: TransferProgress) -> Callable[[Any], None]:
+    """Fetching one layer through ``imp`` (its diff_id from the config), retried when the
+    blob arrives damaged."""
+    if len(diff_ids) != len(layers):
+        raise VerificationError(
+            f'verifying image "{imp.image}": the manifest lists {len(layers)} layers, '
+            f"the config {len(diff_ids)} diff_ids", image=imp.image, problem="diff_id")
+    by_digest = {layer.digest: diff_id for layer, diff_id in zip(layers, diff_ids)}
+
+    def fetch(layer: Any) -> None:
+        advance = progress.add(layer.digest, layer.size)
+        retrying(client.options, lambda: imp.layer(
+            layer, by_digest[layer.digest],
+            lambda: client.open_blob(repo, layer.digest, advance)), digests=True)
+        progress.done(layer.digest)
+
+    return fetch
+
+
+def _plain_fetch(client: RegistryClient, repo: str, layout: Layout, progress: TransferProgress
+                 ) -> Callable[[Any], None]:
+    def fetch(layer: Any) -> None:
+        if not layout.has_blob(layer.digest):
+            advance = progress.add(layer.digest, layer.size)
+            retrying(client.options,
+                     lambda: client.fetch_blob(repo, layer.digest, layout, advance), digests=True)
+            progress.done(layer.digest)
+
+    return fetch
 
 
 def send_image(
@@ -528,7 +583,7 @@ def send_image(
     return digest
 
 
-def _parallel(action: Callable[[dict[str, Any]], None], items: list[dict[str, Any]]) -> None:
+def _parallel(action: Callable[[T], None], items: list[T]) -> None:
     if len(items) <= 1:
         for item in items:
             action(item)

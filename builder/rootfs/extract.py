@@ -30,6 +30,11 @@ id, and character and block devices, which cannot be created there, are
 skipped as Buildah (containers/storage) skips them: whatever a lower layer has
 at that path is removed (or, in overlay form, whited out), and one warning per
 layer lists them. FIFOs, set-id bits and ``security.capability`` are kept.
+
+Two more entry points read through the same reader: ``scan_layer`` checks a
+layer blob without writing anything (image verification at import), and
+``extract_archive`` unpacks an archive onto an existing root file system as
+ADD does (``archive_format`` tells whether a file is one).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import errno
 import gzip
 import hashlib
 import os
+import posixpath
 import queue
 import re
 import shutil
@@ -51,11 +57,13 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
 from builder import userns
-from builder.errors import DigestMismatch, LayerError
-from builder.image.compress import open_decompressed
+from builder.errors import CompressedStreamError, DigestMismatch, LayerError
+from builder.rootfs.paths import resolve_in_root
 
-__all__ = ["extract_layer", "WHITEOUT_PREFIX", "OPAQUE_MARKER", "OPAQUE_XATTR", "OPAQUE_XATTRS",
-           "opaque_xattr"]
+__all__ = [
+    "ARCHIVE_COMPRESSIONS", "OPAQUE_MARKER", "OPAQUE_XATTR", "OPAQUE_XATTRS", "WHITEOUT_PREFIX",
+    "archive_format", "extract_archive", "extract_layer", "opaque_xattr", "scan_layer",
+]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -82,6 +90,9 @@ _REGULAR_TYPES = (_REG, b"\0", b"7")
 _HEADER_ONLY_TYPES = (_LNK, _SYM, _CHR, _BLK, _DIR, _FIFO)
 _EXTENSION_TYPES = (b"x", b"g", b"L", b"K")
 _PAX_TIME = re.compile(rb"(-?)(\d{1,30})(?:\.(\d{0,30}))?")
+ARCHIVE_COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd", "none")
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+          (b"\x28\xb5\x2f\xfd", "zstd"))
 _T = TypeVar("_T")
 
 
@@ -156,6 +167,19 @@ def _pax_time(value: bytes) -> int:
     return -ns if sign else ns
 
 
+def _checksum_ok(block: bytes) -> bool:
+    """Whether a header block's checksum field matches its bytes."""
+    try:
+        expected = _number(block[148:156])
+    except ValueError:
+        return False
+    total = sum(block) - sum(block[148:156]) + 8 * ord(" ")  # the field counts as spaces
+    if expected == total:
+        return True
+    # some old tars sum signed bytes
+    return expected == total - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+
+
 def _new_file(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                    0o600)
@@ -221,9 +245,9 @@ class _TarReader:
     After ``next()`` returns an entry, its data may be written out with
     ``copy_to``; whatever is left unread is skipped by the next call.
     """
-    def __init__(self, source: _Prefetcher, layer: str) -> None:
+    def __init__(self, source: _Prefetcher, label: str) -> None:
         self.source = source
-        self.layer = layer
+        self.label = label  # "layer sha256:..." or "archive NAME"
         self.buf = b""
         self.pos = 0
         self.remaining = 0  # unread data of the current entry
@@ -232,7 +256,7 @@ class _TarReader:
         self.globals: dict[str, bytes] = {}
 
     def fail(self, why: str) -> LayerError:
-        return LayerError(f"reading layer {self.layer}: {why}")
+        return LayerError(f"reading {self.label}: {why}")
 
     def refill(self) -> None:
         self.buf, self.pos = self.source.read(), 0
@@ -313,17 +337,9 @@ class _TarReader:
         self.started = True
         if not block or block == _ZERO_BLOCK:
             return None
-        fields = _HEADER.unpack(block)
-        try:
-            expected = _number(fields[6])
-        except ValueError:
-            expected = -1
-        total = sum(block) - sum(block[148:156]) + 8 * ord(" ")  # the field counts as spaces
-        if expected != total:  # some old tars sum signed bytes
-            signed = total - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-            if expected != signed:
-                raise self.fail("bad header checksum")
-        return fields
+        if not _checksum_ok(block):
+            raise self.fail("bad header checksum")
+        return _HEADER.unpack(block)
 
     def extension(self, size_field: bytes) -> bytes:
         """The data of a pax header or GNU long name, bounded in size."""
@@ -398,6 +414,83 @@ def _compression(media_type: str) -> str:
     return "none"
 
 
+class _StreamBroken(Exception):
+    """A read of the decompressed stream failed on bad or cut compressed data."""
+
+
+class _Decompressed:
+    """The decompressed content of a stream; failures of the decompressor (not of the
+    stream below, whose errors pass unchanged) become ``_StreamBroken``."""
+
+    def __init__(self, stream: BinaryIO, compression: str) -> None:
+        errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+        reader: object
+        if compression == "gzip":
+            from isal import isal_zlib
+
+            errors += (cast("type[BaseException]", isal_zlib.error),)  # the stub has an instance
+            from builder.image.compress import open_decompressed  # loads ISA-L
+
+            reader = open_decompressed(stream, "gzip")
+        elif compression == "zstd":
+            import zstandard
+
+            from builder.image.compress import open_decompressed
+
+            errors += (zstandard.ZstdError,)
+            reader = open_decompressed(stream, "zstd")
+        elif compression == "bzip2":
+            import bz2
+
+            errors += (OSError,)  # "Invalid data stream"
+            reader = bz2.BZ2File(stream)
+        elif compression == "xz":
+            import lzma
+
+            errors += (lzma.LZMAError,)
+            reader = lzma.LZMAFile(stream)
+        else:
+            reader = stream
+        self.reader = cast(BinaryIO, reader)
+        self.errors = errors if compression != "none" else ()
+        self.compression = compression
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.reader.read(size)
+        except self.errors as exc:
+            text = str(exc) or "compressed data ends early"
+            raise _StreamBroken(text[:1].lower() + text[1:]) from exc
+
+
+def _read_tar(stream: BinaryIO, compression: str, label: str,
+              extractor: _Extractor | None) -> str:
+    """Read a (compressed) tar stream to its end with the strict reader, decompressing and
+    hashing on a reader thread, and hand each entry to ``extractor`` (None: headers are
+    checked and data skipped); the sha256 digest of the uncompressed stream. Errors are
+    ``LayerError`` naming ``label``; errors of ``stream`` itself pass unchanged."""
+    source = _Prefetcher(cast(BinaryIO, _Decompressed(stream, compression)))
+    reader = _TarReader(source, label)
+    try:
+        try:
+            while (entry := reader.next()) is not None:
+                if extractor is not None:
+                    extractor.add(reader, entry)
+            reader.drain()
+        finally:
+            source.close()
+        if extractor is not None:
+            extractor.finish()
+    except _StreamBroken as exc:
+        raise CompressedStreamError(
+            f"reading {label}: truncated or corrupt {compression} stream: {exc}") from exc
+    except OSError as exc:
+        raise LayerError(f"extracting {label}: {exc}") from exc
+    except (OverflowError, ValueError) as exc:  # out-of-range numbers in headers
+        raise LayerError(f"extracting {label}: bad entry header: {exc}") from exc
+    return "sha256:" + source.hash.hexdigest()
+
+
 def extract_layer(
     stream: BinaryIO,
     media_type: str,
@@ -410,39 +503,9 @@ def extract_layer(
     """Extract a layer blob into ``dest`` (which must exist), verifying ``diff_id``."""
     if whiteouts not in ("overlay", "apply"):
         raise ValueError(f"whiteouts must be 'overlay' or 'apply', not {whiteouts!r}")
-    compression = _compression(media_type)
-    read_errors: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
-    if compression == "gzip":
-        from isal import isal_zlib
-
-        read_errors += (cast("type[BaseException]", isal_zlib.error),)  # the stub has an instance
-    elif compression == "zstd":
-        import zstandard
-
-        read_errors += (zstandard.ZstdError,)
-    if compression != "none":
-
-        stream = cast(BinaryIO, open_decompressed(stream, compression))
-    source = _Prefetcher(stream)
-    reader = _TarReader(source, layer_digest)
-    extractor = _Extractor(Path(dest), layer_digest, whiteouts)
-    try:
-        try:
-            while (entry := reader.next()) is not None:
-                extractor.add(reader, entry)
-            reader.drain()
-        finally:
-            source.close()
-        extractor.finish()
-    except LayerError:
-        raise
-    except read_errors as exc:
-        raise LayerError(f"reading layer {layer_digest}: {exc or 'truncated data'}") from exc
-    except OSError as exc:
-        raise LayerError(f"extracting layer {layer_digest}: {exc}") from exc
-    except (OverflowError, ValueError) as exc:  # out-of-range numbers in headers
-        raise LayerError(f"extracting layer {layer_digest}: bad entry header: {exc}") from exc
-    actual = "sha256:" + source.hash.hexdigest()
+    label = f"layer {layer_digest}"
+    extractor = _Extractor(Path(dest), label, whiteouts)
+    actual = _read_tar(stream, _compression(media_type), label, extractor)
     if diff_id is not None and actual != diff_id:
         raise DigestMismatch(
             f"extracting layer {layer_digest}: diff_id is {actual}, expected {diff_id}"
@@ -458,6 +521,108 @@ def extract_layer(
             f"{f' and {more} more' if more > 0 else ''}): device nodes cannot be created in "
             "a user namespace\n")
         sys.stderr.flush()
+
+
+def scan_layer(stream: BinaryIO, media_type: str, *, layer_digest: str) -> str:
+    """Read a layer blob as ``extract_layer`` does, writing nothing: decompressed and
+    hashed on a reader thread, every header checked by the strict reader, entry data
+    skipped (so an entry cut short is found). Returns the diff_id (sha256 of the
+    uncompressed stream). A cut or corrupt compressed stream is a
+    ``CompressedStreamError``, a bad tar a ``LayerError``, both naming the layer;
+    errors raised by ``stream`` itself pass unchanged."""
+    return _read_tar(stream, _compression(media_type), f"layer {layer_digest}", None)
+
+
+class _Prefixed:
+    """``head`` (bytes already read from ``stream``), then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.stream.read(size)
+        if size < 0:
+            data, self.head = self.head + self.stream.read(), b""
+            return data
+        data, self.head = self.head[:size], self.head[size:]
+        return data
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _magic(head: bytes) -> str:
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "none")
+
+
+def archive_format(stream: BinaryIO) -> str | None:
+    """The compression of the tar archive ``stream`` holds ("gzip", "bzip2", "xz", "zstd"
+    or "none"), read from where it is: whether ADD unpacks a local file. A file is an
+    archive when it decompresses (by its magic bytes) to a first tar header with a valid
+    checksum, as Docker's ``IsArchive`` decides; None otherwise. Reads a few KiB."""
+    head = stream.read(8)
+    compression = _magic(head)
+    reader = _Decompressed(cast(BinaryIO, _Prefixed(head, stream)), compression)
+    block = b""
+    try:
+        while len(block) < _BLOCK_SIZE and (data := reader.read(_BLOCK_SIZE - len(block))):
+            block += data
+    except (_StreamBroken, OSError, ValueError):
+        return None
+    if len(block) < _BLOCK_SIZE or block == _ZERO_BLOCK or not _checksum_ok(block):
+        return None
+    return compression
+
+
+def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
+                    compression: str | None = None) -> None:
+    """Unpack the tar archive ``stream`` into the directory ``dest`` of the root file system
+    ``root`` (``dest`` as the container sees it, resolved inside ``root``; made, with
+    missing parents, when absent), as ADD unpacks a local archive and as a tarball build
+    context is unpacked (``dest`` "/" of an empty directory). ``compression`` is one of
+    ``ARCHIVE_COMPRESSIONS``; None detects it from the first bytes. ``name`` names the
+    archive in errors.
+
+    The layer extractor's reader and guarantees apply, with the rules of unpacking onto
+    a directory that may already have content, as Buildah 1.28 does it (chrooted in the
+    destination): ``dest`` is the archive's root. Names are cleaned as if rooted there
+    (``..`` stops at it, a leading ``/`` is dropped); an entry's parents are resolved
+    inside it, so a parent that is a symlink (a merged-/usr ``bin -> usr/bin`` when
+    ``dest`` is "/") is followed, but never out of ``dest``, and one that dangles is an
+    error; the entry itself is never followed: what is there is replaced, except a
+    directory by a directory, whose metadata is updated; a later entry replaces an
+    earlier one of the same name; ``.wh.`` names are ordinary files; the ``.`` entry
+    leaves ``dest``'s metadata alone; hard link targets are resolved the same way and
+    must exist; directory metadata is applied last and never through a link; device
+    nodes need root as for layers; owners are kept as root and dropped otherwise.
+
+    Errors are ``LayerError`` ("extracting archive NAME: entry ...", a cut or corrupt
+    compressed stream a ``CompressedStreamError``); what was unpacked before an error
+    stays. ``stream`` is read once, from where it is, and not closed.
+    """
+    if compression is None:
+        head = stream.read(8)
+        compression = _magic(head)
+        stream = cast(BinaryIO, _Prefixed(head, stream))
+    elif compression not in ARCHIVE_COMPRESSIONS:
+        raise ValueError(f"compression must be one of {ARCHIVE_COMPRESSIONS}, not {compression!r}")
+    label = f"archive {name}"
+    root = Path(os.path.abspath(root))
+    try:
+        target = resolve_in_root(root, dest)
+        rel = target.relative_to(root).as_posix()
+        if rel != ".":
+            _Extractor(root, label, "apply").ensure_parent(dest, f"{rel}/.")
+    except OSError as exc:
+        raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
+    _read_tar(stream, compression, label, _ArchiveExtractor(target, label))
 
 
 def _clean_name(name: str) -> str | None:
@@ -484,9 +649,9 @@ class _Extractor:
     checked again. Whatever removes a directory drops it and everything below
     from the set.
     """
-    def __init__(self, dest: Path, layer_digest: str, whiteouts: str) -> None:
+    def __init__(self, dest: Path, label: str, whiteouts: str) -> None:
         self.root = str(dest)
-        self.layer = layer_digest
+        self.label = label  # "layer sha256:..." or "archive NAME"
         self.whiteouts = whiteouts
         self.is_root = os.geteuid() == 0
         self.in_userns = userns.inside()
@@ -497,7 +662,7 @@ class _Extractor:
         self.dirs: list[tuple[str, _Entry]] = []
 
     def fail(self, name: str, why: str) -> LayerError:
-        return LayerError(f"extracting layer {self.layer}: entry {name!r}: {why}")
+        return LayerError(f"extracting {self.label}: entry {name!r}: {why}")
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
@@ -576,6 +741,10 @@ class _Extractor:
             raise self.fail(entry.name, "duplicate entry")
         self.seen.add(rel)
         self.ensure_parent(entry.name, rel)
+        self.place(reader, entry, rel)
+
+    def place(self, reader: _TarReader, entry: _Entry, rel: str) -> None:
+        """Create the entry at ``rel``, whose parents exist and are directories."""
         kind = entry.type
         if kind == _DIR:
             self.make_dir(rel)
@@ -622,10 +791,15 @@ class _Extractor:
         else:
             self.clear(rel)
 
-    def hardlink(self, entry: _Entry, rel: str) -> None:
+    def link_target(self, entry: _Entry) -> str:
+        """Where a hard link entry points, relative to the root."""
         target_rel = _clean_name(entry.linkname.lstrip("/"))
         if not target_rel:
             raise self.fail(entry.name, f"hardlink target {entry.linkname!r} escapes the layer")
+        return target_rel
+
+    def hardlink(self, entry: _Entry, rel: str) -> None:
+        target_rel = self.link_target(entry)
         if self.skipped and target_rel in self.skipped:
             self.skip(rel)  # a link to a device node left out
             return
@@ -689,7 +863,7 @@ class _Extractor:
             except OSError as exc:
                 if exc.errno != errno.EINVAL or not self.in_userns:
                     raise
-                raise userns.owner_error(f"extracting layer {self.layer}",
+                raise userns.owner_error(f"extracting {self.label}",
                                          "/" + (_clean_name(entry.name) or ""),
                                          entry.uid, entry.gid) from None
         for key, value in entry.xattrs.items():
@@ -717,3 +891,58 @@ class _Extractor:
         for rel, entry in sorted(self.dirs, key=lambda item: item[0].count("/"), reverse=True):
             if rel in self.verified:
                 self.metadata(self.path(rel), entry)
+
+
+class _ArchiveExtractor(_Extractor):
+    """``extract_archive``'s rules on top of the layer extractor's (see there): the
+    destination is the archive's root, names are cleaned as if rooted there, parents
+    resolved through symlinks inside it, the entry itself never; no whiteouts; no
+    duplicate check."""
+
+    def __init__(self, dest: Path, label: str) -> None:
+        super().__init__(dest, label, "apply")
+        self.parents: dict[str, str] = {}  # parent in the archive -> resolved, relative
+
+    def clean(self, name: str) -> str:
+        """A name below the root: ``..`` stops at it and a leading ``/`` is dropped."""
+        if "\0" in name or len(name) > _MAX_NAME:
+            raise self.fail(name, "bad name")
+        return posixpath.normpath("/" + name).lstrip("/")
+
+    def resolve(self, original: str, rel: str) -> str:
+        """Where the archive's ``rel`` goes, relative to the root: its parents resolved
+        inside the root, its last part kept. A parent that is a symlink to nothing is
+        refused, as Buildah does."""
+        parent, _, base = rel.rpartition("/")
+        real = self.parents.get(parent)
+        if real is None:
+            try:
+                resolved = resolve_in_root(Path(self.root), parent, dangling=False)
+            except FileNotFoundError:
+                raise self.fail(original, "parent directory is a symlink to nothing") from None
+            real = os.path.relpath(resolved, self.root)
+            real = "" if real == "." else real
+            self.parents[parent] = real
+        return f"{real}/{base}" if real else base
+
+    def add(self, reader: _TarReader, entry: _Entry) -> None:
+        rel = self.clean(entry.name)
+        if not rel:
+            if entry.is_dir():
+                return  # the destination keeps its own metadata
+            raise self.fail(entry.name, "the archive root must be a directory")
+        real = self.resolve(entry.name, rel)
+        self.ensure_parent(entry.name, real)
+        self.place(reader, entry, real)
+        if entry.type == _SYM:
+            self.parents.clear()  # names below it now resolve through it
+
+    def clear(self, rel: str) -> None:
+        self.parents.clear()  # names resolved through what goes may resolve elsewhere now
+        super().clear(rel)
+
+    def link_target(self, entry: _Entry) -> str:
+        target = self.clean(entry.linkname)
+        if not target:
+            raise self.fail(entry.name, f"hardlink target {entry.linkname!r} is the archive root")
+        return self.resolve(entry.name, target)

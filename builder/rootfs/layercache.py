@@ -38,6 +38,7 @@ from builder.image.layer import Layer
 from builder.image.layout import TEMP_PREFIX, Layout
 from builder.rootfs import syscalls
 from builder.rootfs.extract import extract_layer
+from builder.rootfs.verify import record_verified
 
 __all__ = [
     "LINKS", "StoreLike", "cache_layer", "drop_dangling_links", "forget", "install",
@@ -247,4 +248,5 @@ def cache_layer(store: StoreLike, layer: Layer) -> Path:
         with store.layout.open_blob(layer.digest) as blob:
             extract_layer(blob, layer.media_type, tmp, layer_digest=layer.digest,
                           diff_id=layer.diff_id)
+        record_verified(Path(store.root), layer.digest, layer.diff_id)  # as an import would
         return install(store, tmp, target, synced=False)

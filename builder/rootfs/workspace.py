@@ -56,6 +56,7 @@ from builder.rootfs.layercache import (
     short_names,
 )
 from builder.rootfs.paths import resolve_in_root
+from builder.rootfs.verify import record_verified
 
 __all__ = ["VOLATILE", "Workspace", "describe_driver", "detect_driver", "layer_cache_dir",
            "mount_overlay"]
@@ -362,6 +363,7 @@ class Workspace:
         with self.store.layout.open_blob(layer.digest) as blob:
             extract_layer(blob, layer.media_type, self.root, layer_digest=layer.digest,
                           diff_id=layer.diff_id, whiteouts="apply")
+        record_verified(Path(self.store.root), layer.digest, layer.diff_id)
 
     @contextlib.contextmanager
     def preserved(self, paths: Sequence[str]) -> Iterator[None]:

@@ -7,7 +7,7 @@ client in ``builder.registry``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import io
 import json
 import os
@@ -21,13 +21,14 @@ from typing import IO, Any
 from builder import replay
 from builder.errors import (
     AuthenticationError,
-    DigestMismatch,
     ImageError,
+    LayerError,
     PybuildError,
     RegistryError,
     RegistryNotFound,
     RegistryTransportError,
     UsageError,
+    VerificationError,
 )
 from builder.image.compress import detect_compression, open_decompressed
 from builder.image.digest import digest_hex, sha256_digest
@@ -61,6 +62,8 @@ from builder.registry.client import (
 from builder.registry.config import load_registries_conf
 from builder.registry.http import Transport
 from builder.registry.progress import make_progress
+from builder.rootfs.extract import extract_archive
+from builder.rootfs.verify import ImageImport, check_blob, verified_diff_id
 from builder.store import ImageRecord, Store, normalize_name
 from builder.store import Store as StoreClass
 
@@ -69,6 +72,7 @@ _PREFIXES = (("docker://", "docker"), ("oci:", "oci"), ("oci-archive:", "oci-arc
              ("docker-archive:", "docker-archive"), ("containers-storage:", "store"))
 _LAYER_BY_COMPRESSION = {"gzip": MEDIA_OCI_LAYER_GZIP, "zstd": MEDIA_OCI_LAYER_ZSTD,
                          "none": MEDIA_OCI_LAYER}
+_JSON_LIMIT = 16 << 20  # bytes: manifests, indexes and configs larger than this are refused
 
 
 def parse_transport(ref: str) -> tuple[str, str]:
@@ -245,22 +249,25 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def import_image(store: Store, src: str, names: Sequence[str] = (),
                  platform: Platform | None = None) -> ImageRecord:
-    """Copy an image from oci:, oci-archive: or docker-archive: into the store,
-    verifying every blob's digest; the manifest and config bytes are kept. From an
-    image index the entry for ``platform`` (anything with ``os`` and ``architecture``;
-    default the host's) is taken."""
+    """Copy an image from oci:, oci-archive: or docker-archive: into the store through
+    ``builder.rootfs.verify``: every blob is checked against its descriptor and every
+    layer against the config (decompressed once, its tar walked) before anything is
+    stored; the manifest and config bytes are kept. From an image index the entry for
+    ``platform`` (anything with ``os`` and ``architecture``; default the host's) is
+    taken."""
     transport, rest = parse_transport(src)
     path, ref = split_path_ref(rest)
     replay.watch(path / "index.json" if transport == "oci" else path)
     want = platform or host_platform()
     if transport == "oci":
-        return _import_oci(store, Layout(path, create=False), ref, names, want)
+        return _import_oci(store, Layout(path, create=False), ref, names, want, src)
     if transport == "oci-archive":
         with tempfile.TemporaryDirectory(dir=store.tmp_dir()) as tmp:
             _extract(path, Path(tmp))
-            return _import_oci(store, Layout(Path(tmp), create=False), ref, names, want)
+            return _import_oci(store, Layout(Path(tmp), create=False), ref, names, want,
+                               src)
     if transport == "docker-archive":
-        return _import_docker_archive(store, path, ref, names)
+        return _import_docker_archive(store, path, ref, names, src)
     raise UsageError(f"importing image from {src!r}: unsupported transport {transport!r}",
                      hint=f"use one of {', '.join(t + ':' for t in TRANSPORTS)}")
 
@@ -275,7 +282,9 @@ def read_image_index(store: Store, src: str) -> bytes | None:
 
     def read(layout: Layout) -> bytes | None:
         desc = _select(layout.read_index(), ref, str(layout.root))
-        return _verified(layout, desc) if desc.media_type in INDEX_TYPES else None
+        if desc.media_type not in INDEX_TYPES:
+            return None
+        return check_blob(src, "index", desc, _small_blob(layout, desc))
 
     if transport == "oci":
         return read(Layout(path, create=False))
@@ -285,10 +294,13 @@ def read_image_index(store: Store, src: str) -> bytes | None:
 
 
 def _extract(archive: Path, dest: Path) -> None:
+    """Unpack an oci-archive with the hardened extractor."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(dest, filter="data")
-    except (OSError, tarfile.TarError) as exc:
+        with open(archive, "rb") as f:
+            extract_archive(f, dest, name=str(archive))
+    except OSError as exc:
+        raise ImageError(f"reading archive {archive}: {exc.strerror or exc}") from exc
+    except LayerError as exc:
         raise ImageError(f"reading archive {archive}: {exc}") from exc
 
 
@@ -304,58 +316,89 @@ def _select(index: Index, ref: str | None, source: str) -> Descriptor:
     return index.manifests[0]
 
 
-def _import_oci(store: Store, layout: Layout, ref: str | None,
-                names: Sequence[str], platform: Platform) -> ImageRecord:
-    desc = _select(layout.read_index(), ref, str(layout.root))
-    while desc.media_type in INDEX_TYPES:
-        nested = Index.from_json(_verified(layout, desc))
-        if not nested.manifests:
-            raise ImageError(f"reading {layout.root}: empty image index")
-        if any(d.platform for d in nested.manifests):
-            desc = choose(((d.platform, d) for d in nested.manifests), platform,
-                          str(layout.root))
-        else:
-            desc = nested.manifests[0]
-    manifest_bytes = _verified(layout, desc)
-    if not names:  # already imported (a rebuild): no blob is read or written again
-        stored = store.stored(desc.digest)
-        if stored is not None:
-            return stored
-    manifest = Manifest.from_json(manifest_bytes)
-    with store.pin():
-        for blob in [manifest.config, *manifest.layers]:
-            if not store.layout.has_blob(blob.digest):
-                with layout.open_blob(blob.digest) as f:
-                    store.layout.put_blob(f, expected=blob.digest)
-        return store.put_manifest(manifest_bytes, names)
+def _small_blob(layout: Layout, desc: Descriptor) -> bytes:
+    """A JSON blob of the layout, read no further than its descriptor's size allows."""
+    if desc.size > _JSON_LIMIT:
+        raise ImageError(f"reading {desc.digest} in {layout.root}: {desc.size} bytes is more "
+                         f"than the {_JSON_LIMIT} allowed")
+    with layout.open_blob(desc.digest) as f:
+        return f.read(desc.size + 1)
 
 
-def _verified(layout: Layout, desc: Descriptor) -> bytes:
-    data = layout.read_blob(desc.digest)
-    if sha256_digest(data) != desc.digest:
-        raise DigestMismatch(f"reading {desc.digest} in {layout.root}: content does not match")
-    return data
+def _verified_before(store: Store, record: ImageRecord) -> bool:
+    """Whether every layer of a stored image is recorded as verified."""
+    return len(record.manifest.layers) == len(record.config.diff_ids) and all(
+        verified_diff_id(store.root, layer.digest) == diff_id
+        for layer, diff_id in zip(record.manifest.layers, record.config.diff_ids))
+
+
+def _import_oci(store: Store, layout: Layout, ref: str | None, names: Sequence[str],
+                platform: Platform, image: str) -> ImageRecord:
+    with ImageImport(store, image) as imp:
+        desc = _select(layout.read_index(), ref, str(layout.root))
+        while desc.media_type in INDEX_TYPES:
+            nested = Index.from_json(imp.check("index", desc, _small_blob(layout, desc)))
+            if not nested.manifests:
+                raise ImageError(f"reading {layout.root}: empty image index")
+            if any(d.platform for d in nested.manifests):
+                desc = choose(((d.platform, d) for d in nested.manifests), platform,
+                              str(layout.root))
+            else:
+                desc = nested.manifests[0]
+        manifest_bytes = imp.check("manifest", desc, _small_blob(layout, desc))
+        if not names:  # already imported (a rebuild): no blob is read or written again
+            stored = store.stored(desc.digest)
+            if stored is not None and _verified_before(store, stored):
+                return stored
+        manifest = Manifest.from_json(manifest_bytes)
+        config = imp.config(manifest.config, _small_blob(layout, manifest.config))
+        _check_layer_count(image, manifest, config)
+        for layer, diff_id in zip(manifest.layers, config.diff_ids):
+            imp.layer(layer, diff_id, functools.partial(layout.open_blob, layer.digest))
+        record: ImageRecord = imp.commit(manifest_bytes, names)
+        return record
+
+
+def _check_layer_count(image: str, manifest: Manifest, config: ImageConfig) -> None:
+    if len(manifest.layers) != len(config.diff_ids):
+        raise VerificationError(
+            f'verifying image "{image}": the manifest lists {len(manifest.layers)} layers, '
+            f"the config {len(config.diff_ids)} diff_ids", image=image,
+            digest=manifest.config.digest, problem="diff_id")
 
 
 def _import_docker_archive(store: Store, path: Path, ref: str | None,
-                           names: Sequence[str]) -> ImageRecord:
+                           names: Sequence[str], image: str) -> ImageRecord:
     try:
         tar = tarfile.open(path, "r:*")
     except (OSError, tarfile.TarError) as exc:
         raise ImageError(f"reading docker archive {path}: {exc}") from exc
-    with tar, store.pin():
+    with tar, ImageImport(store, image) as imp:
         entries: list[dict[str, Any]] = json.loads(_member(tar, "manifest.json", path))
         entry = _docker_entry(entries, ref, path)
-        config_bytes = _member(tar, entry["Config"], path)
-        config = ImageConfig.from_json(config_bytes)
+        config_name = str(entry["Config"])
+        config_bytes = _member(tar, config_name, path)
+        config_desc = Descriptor(MEDIA_OCI_CONFIG, sha256_digest(config_bytes), len(config_bytes))
+        named = Path(config_name).name.removesuffix(".json")
+        if len(named) == 64 and "sha256:" + named != config_desc.digest:
+            raise VerificationError(
+                f'verifying image "{image}": config {config_name}: content digest is '
+                f"{config_desc.digest}", image=image, digest="sha256:" + named, problem="digest")
+        config = imp.config(config_desc, config_bytes)
         if len(config.diff_ids) != len(entry["Layers"]):
             raise ImageError(f"reading docker archive {path}: layer count does not match config")
         layers: list[Descriptor] = []
         for name, diff_id in zip(entry["Layers"], config.diff_ids):
-            layers.append(_import_layer(store, tar, name, diff_id, path))
-        config_digest, config_size = store.layout.put_blob(config_bytes)
-        manifest = Manifest(Descriptor(MEDIA_OCI_CONFIG, config_digest, config_size), layers)
-        return store.put_manifest(manifest.to_json(), names)
+            f = tar.extractfile(name)
+            if f is None:
+                raise ImageError(f"reading docker archive {path}: missing layer {name!r}")
+            compression = detect_compression(f.read(4))
+            f.seek(0)
+            layers.append(imp.new_layer(f, _LAYER_BY_COMPRESSION[compression], diff_id,
+                                        name=str(name)))
+        manifest = Manifest(config_desc, layers)
+        record: ImageRecord = imp.commit(manifest.to_json(), names)
+        return record
 
 
 def _docker_entry(entries: list[dict[str, Any]], ref: str | None, path: Path) -> dict[str, Any]:
@@ -375,40 +418,15 @@ def _docker_entry(entries: list[dict[str, Any]], ref: str | None, path: Path) ->
 
 def _member(tar: tarfile.TarFile, name: str, path: Path) -> bytes:
     try:
-        f = tar.extractfile(name)
+        info = tar.getmember(name)
+        f = tar.extractfile(info)
     except KeyError:
         f = None
     if f is None:
         raise ImageError(f"reading docker archive {path}: missing {name!r}")
+    if info.size > _JSON_LIMIT:
+        raise ImageError(f"reading docker archive {path}: {name!r} is too large")
     return f.read()
-
-
-def _import_layer(store: Store, tar: tarfile.TarFile, name: str, diff_id: str,
-                  path: Path) -> Descriptor:
-    """Store a layer as it is in the archive, checking its uncompressed digest."""
-    f = tar.extractfile(name)
-    if f is None:
-        raise ImageError(f"reading docker archive {path}: missing layer {name!r}")
-    compression = detect_compression(f.read(4))
-    f.seek(0)
-    with store.layout.blob_writer() as blob:
-        while chunk := f.read(1 << 20):
-            blob.write(chunk)
-    if compression == "none":
-        actual = blob.digest
-    else:
-        h = hashlib.sha256()
-        with store.layout.open_blob(blob.digest) as stored:
-            reader: Any = open_decompressed(stored, compression)
-            while chunk := reader.read(1 << 20):
-                h.update(chunk)
-        actual = "sha256:" + h.hexdigest()
-    if actual != diff_id:
-        raise DigestMismatch(
-            f"reading layer {name!r} of docker archive {path}: diff_id is {actual}, "
-            f"the config says {diff_id}"
-        )
-    return Descriptor(_LAYER_BY_COMPRESSION[compression], blob.digest, blob.size)
 
 
 def read_image(store: Store, ref: str) -> ImageRecord:
@@ -441,27 +459,28 @@ def pull_image(store: Store, ref: str, options: RegistryOptions | None = None, *
     blob_info = BlobInfo(Path(store.root) / "registry-blobs.json")
     errors: list[PybuildError] = []
     try:
-        with store.pin():
-            for name, source, insecure in candidates:
-                client = RegistryClient(
-                    source.registry, options, repository=source.repository,
-                    insecure=insecure, transport=transport,
-                )
+        for name, source, insecure in candidates:
+            client = RegistryClient(
+                source.registry, options, repository=source.repository,
+                insecure=insecure, transport=transport,
+            )
+            with ImageImport(store, str(source)) as imp:
                 try:
-                    result = fetch_image(
-                        client, source, store.layout, progress=progress, blob_info=blob_info
-                    )
+                    result = fetch_image(client, source, imp, progress=progress,
+                                         blob_info=blob_info)
                 except (RegistryNotFound, RegistryTransportError, AuthenticationError) as exc:
                     if len(candidates) == 1:
                         raise in_context(f"pulling {source}", exc) from exc
                     errors.append(in_context(f"pulling {source}", exc))
                     continue
+                except VerificationError:
+                    raise  # it names the image already
                 except PybuildError as exc:
                     raise in_context(f"pulling {source}", exc) from exc
                 stored = f"{name.name}@{name.digest}" if name.digest else str(name)
-                record = store.put_manifest(result.manifest, [stored])
-                blob_info.save()
-                return record
+                record: ImageRecord = imp.commit(result.manifest, [stored])
+            blob_info.save()
+            return record
     finally:
         progress.close()
         transport.close()

@@ -62,3 +62,33 @@ def test_handles_see_cli_containers(bb: Pybuild) -> None:
     ctr.unmount()
     ctr.remove()
     assert session.containers() == []
+
+
+@pytest.mark.parametrize("transport", ["oci", "oci-archive", "docker-archive"])
+def test_pull_verifies_local_transports(tmp_path, transport: str) -> None:
+    """Session.pull imports oci:, oci-archive: and docker-archive: through the verifying
+    import: a good image is stored, a corrupt one refused with nothing stored."""
+    from builder.errors import VerificationError
+    from tests.reliability.corrupt_images import (
+        corrupt,
+        good_layer,
+        write_docker_archive,
+        write_layout,
+        write_oci_archive,
+    )
+
+    def ref(layer: object, name: str) -> str:
+        base = tmp_path / name
+        if transport == "oci":
+            return f"oci:{write_layout(base, 't', layer)}:t"  # type: ignore[arg-type]
+        if transport == "oci-archive":
+            return f"oci-archive:{write_oci_archive(base, 't', layer)}:t"  # type: ignore[arg-type]
+        return f"docker-archive:{write_docker_archive(base, 't:1', layer)}"  # type: ignore[arg-type]
+
+    session = builder.Session(tmp_path / "store")
+    with pytest.raises(VerificationError) as refused:
+        session.pull(ref(corrupt("diff-id-mismatch"), "bad"))
+    assert refused.value.problem == "diff_id"
+    assert session.store.images() == []
+    image_id = session.pull(ref(good_layer(), "good"))
+    assert [record.id for record in session.store.images()] == [image_id]

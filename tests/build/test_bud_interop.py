@@ -26,6 +26,7 @@ import pytest
 
 from tests.build.conftest import Buildah, pybuild_image
 from tests.conftest import CORPUS, Pybuild
+from tests.rootfs.tarbuild import E, make_tar
 
 pytestmark = pytest.mark.interop
 
@@ -42,14 +43,28 @@ def _config(config: dict) -> dict:
     return {key: body.get(key) or None for key in COMPARED}
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
+def _tar_gz(files: dict[str, bytes | None], compression: str = "gzip") -> bytes:
+    """A tar of ``files`` (None: a directory), compressed as ``compression``."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o640, 7, 8, 1000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+            info.mode, info.uid, info.gid, info.mtime = 0o640, 7, 8, 1000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o750
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    compress = {"gzip": lambda b: gzip.compress(b, mtime=0), "bzip2": bz2.compress,
+                "xz": lzma.compress, "zstd": zstandard.ZstdCompressor().compress}
+    return compress[compression](buf.getvalue())
 
 
 # name -> (Containerfile, context files, extra build flags)
@@ -99,6 +114,27 @@ INLINE: dict[str, tuple[str, dict[str, bytes | str], tuple[str, ...]]] = {
         "FROM scratch\nADD arch.tar.gz /unpacked/\nADD plain.txt /plain.txt\n",
         {"arch.tar.gz": _tar_gz({"top/inner.txt": b"in", "other.txt": b"o"}),
          "plain.txt": "p"}, ()),
+    "add-archive-compressions": (
+        "FROM scratch\nADD a.tar.bz2 /bz2/\nADD a.tar.xz /xz/\nADD a.tar.zst /zst/\n",
+        {"a.tar.bz2": _tar_gz({"f": b"b"}, "bzip2"), "a.tar.xz": _tar_gz({"f": b"x"}, "xz"),
+         "a.tar.zst": _tar_gz({"d/f": b"z"}, "zstd")}, ()),
+    # merged /usr: a parent that is a symlink is followed (inside the root); a directory
+    # entry in its place replaces the symlink with a directory
+    "add-archive-onto-symlinked-parents": (
+        "FROM scratch\nCOPY base/ /\nADD files.tar.gz /\nADD dirs.tar.gz /\n",
+        {"base/usr/bin/sh": "sh", "base/usr/lib/x": "x", "base/bin": Path("usr/bin"),
+         "base/lib": Path("usr/lib"), "base/sbin": Path("usr/bin"),
+         "files.tar.gz": _tar_gz({"bin/hello": b"hi", "lib/libhello.so": b"so"}),
+         "dirs.tar.gz": _tar_gz({"sbin": None, "sbin/tool": b"t"})}, ()),
+    # the destination is the archive's root: "..", "/" and links stop there
+    "add-archive-confined-to-destination": (
+        "FROM scratch\nCOPY base/ /\nADD evil.tar /dest/\n",
+        {"base/x/keep": "root", "base/dest/x/keep": "dest",
+         "evil.tar": make_tar([E("link", "symlink", link="/x"), E("link/f", data=b"f"),
+                               E("rl", "symlink", link="../../x"), E("rl/g", data=b"g"),
+                               E("../escape", data=b"e"), E("y/../../z", data=b"z"),
+                               E("/abs", data=b"a"), E("hl", "hardlink", link="../x/keep")])},
+        ()),
     "ignore-file": (
         "FROM scratch\nCOPY . /ctx/\n",
         {".dockerignore": "*.log\nsecret/\n!keep.log\n", "a.log": "x", "keep.log": "k",

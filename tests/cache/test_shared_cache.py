@@ -92,3 +92,70 @@ def test_cache_mounts_travel(tmp_path: Path, registry, busybox_store: Path) -> N
     # the cache directory itself never became part of a layer
     assert b"cache/fetched" not in _layer_texts(a.root, "localhost/app:latest")
     assert b"cache/fetched" not in layers
+
+
+def _poison(registry_url: str, repository: str, how: str) -> int:
+    """Rewrite every step entry of a cache repository that has a layer: ``diff_id`` gives
+    it a wrong diff_id, ``truncated`` a layer cut in half (its descriptor matching the
+    cut blob). Returns how many entries were changed."""
+    import hashlib
+
+    import requests
+
+    from builder.cache.remote import ENTRY_MEDIA_TYPE
+
+    def upload(data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        started = requests.post(f"{registry_url}/v2/{repository}/blobs/uploads/", timeout=30)
+        location = started.headers["Location"]
+        location = registry_url + location if location.startswith("/") else location
+        joiner = "&" if "?" in location else "?"
+        assert requests.put(f"{location}{joiner}digest={digest}", data=data,
+                            timeout=30).status_code == 201
+        return digest
+
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    tags = requests.get(f"{registry_url}/v2/{repository}/tags/list", timeout=30).json()["tags"]
+    changed = 0
+    for tag in tags:
+        manifest = requests.get(f"{registry_url}/v2/{repository}/manifests/{tag}",
+                                headers=accept, timeout=30).json()
+        if manifest["config"]["mediaType"] != ENTRY_MEDIA_TYPE or not manifest["layers"]:
+            continue
+        entry = json.loads(requests.get(
+            f"{registry_url}/v2/{repository}/blobs/{manifest['config']['digest']}",
+            timeout=30).content)
+        if how == "diff_id":
+            entry["diffID"] = "sha256:" + "0" * 64
+        else:
+            blob = requests.get(f"{registry_url}/v2/{repository}/blobs/"
+                                f"{entry['layer']['digest']}", timeout=30).content
+            cut = blob[: len(blob) // 2]
+            entry["layer"].update(digest=upload(cut), size=len(cut))
+            manifest["layers"] = [entry["layer"]]
+        data = json.dumps(entry, sort_keys=True).encode()
+        manifest["config"].update(digest=upload(data), size=len(data))
+        put = requests.put(f"{registry_url}/v2/{repository}/manifests/{tag}",
+                           data=json.dumps(manifest), timeout=30,
+                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert put.status_code == 201, put.text
+        changed += 1
+    return changed
+
+
+@pytest.mark.parametrize("how, problem", [("diff_id", "the config says sha256:0000"),
+                                          ("truncated", "truncated or corrupt gzip stream")])
+def test_a_poisoned_cache_entry_is_refused(tmp_path: Path, registry, busybox_store: Path,
+                                           how: str, problem: str) -> None:
+    """A --cache-from layer is verified as an image layer is: a bad one is named in a
+    warning and the step runs instead; the image is the one built without the cache."""
+    repo = f"{registry.host}/cache/{how.replace('_', '-')}"
+    ctx = _context(tmp_path)
+    a = _runner(tmp_path, "a", busybox_store)
+    built = a("bud", "--timestamp", "0", "--cache-to", repo, "-t", "app", ctx).stdout
+    assert _poison(registry.url, f"cache/{how.replace('_', '-')}", how) == 3
+    b = _runner(tmp_path, "b", busybox_store)
+    res = b("bud", "--timestamp", "0", "--cache-from", repo, "-t", "app", ctx)
+    assert _hits(res.stdout) == 0, res.output
+    assert "WARN" in res.stderr and "verifying image" in res.stderr and problem in res.stderr
+    assert res.stdout.split()[-1] == built.split()[-1]

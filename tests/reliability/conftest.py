@@ -4,11 +4,15 @@ real CLI in a subprocess (so no test process is registered as using it)."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Pybuild
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+from registry_fixtures import registry  # noqa: E402, F401 - for pulls of corrupt images
 
 
 def build_context(path: Path, content: bytes, extra: str = "") -> Path:

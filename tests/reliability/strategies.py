@@ -231,3 +231,34 @@ def check_extract(blob: bytes, media_type: str, whiteouts: str) -> None:
         for (name, old), (_, new) in zip(before, after):
             assert (old.st_mode, old.st_uid, old.st_mtime_ns) == \
                 (new.st_mode, new.st_uid, new.st_mtime_ns), f"{name} outside dest was changed"
+
+
+def check_unpack(blob: bytes, media_type: str, dest: str) -> None:
+    """extract_archive (ADD) of a random stream onto a root that already has content (a
+    merged-/usr symlink, a symlink to the host directory next to it) raises nothing but
+    PybuildError and never changes that host directory (names, mode, owner, mtime)."""
+    import os
+
+    from builder.rootfs.extract import extract_archive
+
+    compression = "gzip" if media_type.endswith("+gzip") else "none"
+    with tempfile.TemporaryDirectory() as tmp:
+        outside = Path(tmp) / "outside"
+        root = Path(tmp) / "root"
+        (outside / "x").mkdir(parents=True)
+        (root / "usr" / "bin").mkdir(parents=True)
+        os.symlink("usr/bin", root / "bin")
+        os.symlink(str(outside), root / "host")
+        os.symlink("../outside", root / "a")
+        before = [(p.name, p.lstat()) for p in (outside, outside / "x")]
+        try:
+            extract_archive(io.BytesIO(blob), root, dest, name="fuzz.tar",
+                            compression=compression)
+        except PybuildError:
+            pass
+        assert sorted(p.name for p in Path(tmp).iterdir()) == ["outside", "root"]
+        assert [p.name for p in outside.iterdir()] == ["x"] and not any((outside / "x").iterdir())
+        after = [(p.name, p.lstat()) for p in (outside, outside / "x")]
+        for (name, old), (_, new) in zip(before, after):
+            assert (old.st_mode, old.st_uid, old.st_mtime_ns) == \
+                (new.st_mode, new.st_uid, new.st_mtime_ns), f"{name} outside the root was changed"

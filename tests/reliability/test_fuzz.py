@@ -1,7 +1,7 @@
 """Fuzzing image parsing on a small budget (``bench/fuzz_image.py`` runs >= 10,000
 examples per target): the JSON parsers raise nothing but PybuildError, and
-``extract_layer`` on random tar streams neither raises anything else nor
-touches anything outside its destination."""
+``extract_layer`` and ``extract_archive`` (ADD) on random tar streams neither raise
+anything else nor touch anything outside their destination."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from builder.errors import LayerError, PybuildError
 from builder.rootfs.extract import extract_layer
 
-from .strategies import check_extract, check_parser, documents, layer_streams
+from .strategies import check_extract, check_parser, check_unpack, documents, layer_streams
 
 FAST = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -38,6 +38,17 @@ def test_extract_layer_on_random_tars() -> None:
     @given(layer_streams(), st.sampled_from(["overlay", "apply"]))
     def fuzz(stream: tuple[bytes, str], whiteouts: str) -> None:
         check_extract(stream[0], stream[1], whiteouts)
+
+    fuzz()
+
+
+def test_extract_archive_on_random_tars() -> None:
+    """ADD's unpacking goes through the same extractor; the same streams, onto a root with
+    symlinked parents."""
+    @FAST
+    @given(layer_streams(), st.sampled_from(["/", "/bin", "/host/sub", "/a"]))
+    def fuzz(stream: tuple[bytes, str], dest: str) -> None:
+        check_unpack(stream[0], stream[1], dest)
 
     fuzz()
 

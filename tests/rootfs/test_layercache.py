@@ -169,3 +169,19 @@ def test_an_upper_directory_still_in_use_never_becomes_a_layer(overlay) -> None:
             assert held.read() == "x"  # detached, not yanked away
         assert not layer_cache_dir(overlay.root, "sha256:" + "3" * 64).exists()
     assert not ws.base.exists()
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_extraction_records_the_layers_it_verified(store: Store, layer: Layer,
+                                                   driver: str) -> None:
+    """Extraction checks the diff_id anyway: it records the layer as verified, so an
+    import of an image with this layer does not read it again."""
+    from builder.rootfs.verify import verified_diff_id
+
+    if driver == "overlay" and detect_driver(store.root) != "overlay":
+        pytest.skip("overlay does not mount here")
+    digest, want = layer.digest, layer.diff_id
+    assert verified_diff_id(store.root, digest) is None
+    with Workspace.create(store, [layer], driver=driver):
+        pass
+    assert verified_diff_id(store.root, digest) == want

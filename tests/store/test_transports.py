@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import DigestMismatch, UsageError
+from builder.errors import UsageError, VerificationError
 from builder.image.spec import MEDIA_DOCKER_MANIFEST
 from builder.store import Store
 from builder.store.transports import export_image, import_image, parse_transport
@@ -92,8 +92,9 @@ def test_import_detects_corruption(store: Store, tmp_path: Path) -> None:
     blob = tmp_path / "o/blobs/sha256" / rec.manifest.layers[0].digest[7:]
     blob.write_bytes(blob.read_bytes() + b"x")
     other = Store(tmp_path / "other")
-    with pytest.raises(DigestMismatch):
+    with pytest.raises(VerificationError) as refused:
         import_image(other, f"oci:{tmp_path / 'o'}:t")
+    assert refused.value.problem == "size" and refused.value.digest in str(refused.value)
     assert other.images() == []
 
 
