@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(python3 python3-venv python3-pip busybox-static buildah skopeo umoci
           docker-registry runc uidmap apache2-utils openssl zstd xz-utils bzip2 ca-certificates
-          podman cpp git gnupg slirp4netns passt mmdebstrap)
+          podman cpp git gnupg slirp4netns passt mmdebstrap openssh-client openssh-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -18,8 +18,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "setup: installing ${missing[*]}"
+  # The tests start docker-registry and sshd themselves, on 127.0.0.1 only: keep the
+  # packages from starting their services (on every address) while they install.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$guard"' EXIT
+  fi
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  if [ -n "$guard" ]; then rm -f "$guard"; trap - EXIT; fi
 fi
 
 # RUN's default network: slirp4netns (or pasta) opens /dev/net/tun as the building user.

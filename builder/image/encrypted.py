@@ -8,9 +8,9 @@ get a decrypted copy, before anything tries to unpack it.
 from __future__ import annotations
 
 from builder.errors import ImageError
-from builder.image.spec import Manifest
+from builder.image.spec import Descriptor, Manifest
 
-__all__ = ["ENCRYPTED_SUFFIX", "refuse_encrypted"]
+__all__ = ["ENCRYPTED_SUFFIX", "refuse_encrypted", "refuse_encrypted_layer"]
 
 ENCRYPTED_SUFFIX = "+encrypted"
 
@@ -18,11 +18,16 @@ ENCRYPTED_SUFFIX = "+encrypted"
 def refuse_encrypted(manifest: Manifest, image: str) -> None:
     """An ``ImageError`` naming the first encrypted layer of ``image``, if any."""
     for layer in manifest.layers:
-        if layer.media_type.endswith(ENCRYPTED_SUFFIX):
-            raise ImageError(
-                f"using image {image!r}: layer {layer.digest} is encrypted "
-                f"({layer.media_type}); pybuild cannot decrypt layers (ocicrypt is not "
-                "implemented), with or without --decryption-key",
-                hint="decrypt a copy first (skopeo copy --decryption-key KEY SRC oci:DIR), "
-                     "then build FROM oci:DIR",
-            )
+        refuse_encrypted_layer(layer, image)
+
+
+def refuse_encrypted_layer(layer: Descriptor, image: str) -> None:
+    """An ``ImageError`` when ``layer`` (of ``image``) is encrypted."""
+    if layer.media_type.endswith(ENCRYPTED_SUFFIX):
+        raise ImageError(
+            f"using image {image!r}: layer {layer.digest} is encrypted "
+            f"({layer.media_type}); pybuild cannot decrypt layers (ocicrypt is not "
+            "implemented), with or without --decryption-key",
+            hint="decrypt a copy first (skopeo copy --decryption-key KEY SRC oci:DIR), "
+                 "then build FROM oci:DIR",
+        )

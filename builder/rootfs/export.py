@@ -8,7 +8,8 @@ descriptors and ``O_NOFOLLOW``: an entry already in DIR that is in the way (a
 symlink to somewhere else included) is replaced, never followed, so nothing is
 written outside DIR. Modes, owners (as root), mtimes, symlinks, hard links and
 FIFOs are kept; device nodes are made only as root. As in Buildah, an unprivileged
-caller gets setuid and setgid bits stripped and files owned by itself.
+caller (rootless pybuild included: root of its user namespace is the user outside)
+gets setuid and setgid bits stripped and files owned by itself.
 
 The syntax is Buildah's (``parse.GetBuildOutput``), which is BuildKit's for these
 two types.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from builder import userns
 from builder.errors import ExportError, UsageError
 
 __all__ = ["OutputSpec", "export_root", "parse_output"]
@@ -131,6 +133,12 @@ def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
         pending.extend(reversed(below))
 
 
+def _privileged() -> bool:
+    """Whether the caller is really root: not root of a user namespace (rootless pybuild
+    runs its builds in one), where the files written belong to the user outside."""
+    return os.geteuid() == 0 and not userns.inside()
+
+
 def _mode(st: os.stat_result, privileged: bool) -> int:
     mode = stat.S_IMODE(st.st_mode)
     return mode if privileged else mode & ~(stat.S_ISUID | stat.S_ISGID)
@@ -146,7 +154,7 @@ class _LocalWriter:
     def __init__(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         self.root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
-        self.privileged = os.geteuid() == 0
+        self.privileged = _privileged()
         self.fds: dict[str, int] = {"": self.root_fd}
         self.dirs: list[tuple[str, os.stat_result]] = []
         self.links: dict[tuple[int, int], str] = {}
@@ -274,7 +282,7 @@ def _export_local(root: Path, dest: Path) -> None:
 
 def _export_tar(root: Path, out: BinaryIO) -> None:
     """A pax tar of the tree, sorted, with hard links as link entries."""
-    privileged = os.geteuid() == 0
+    privileged = _privileged()
     base = os.fspath(root)
     links: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:

@@ -49,6 +49,7 @@ import re
 import shutil
 import stat
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -510,17 +511,21 @@ def extract_layer(
         raise DigestMismatch(
             f"extracting layer {layer_digest}: diff_id is {actual}, expected {diff_id}"
         )
-    if extractor.skipped:
-        import sys
+    _warn_skipped(label, extractor.skipped)
 
-        names = ", ".join("/" + n for n in extractor.skipped[:4])
-        more = len(extractor.skipped) - 4
-        sys.stderr.write(
-            f"WARN[0000] extracting layer {layer_digest}: skipped {len(extractor.skipped)} "
-            f"device node{'s' if len(extractor.skipped) > 1 else ''} ({names}"
-            f"{f' and {more} more' if more > 0 else ''}): device nodes cannot be created in "
-            "a user namespace\n")
-        sys.stderr.flush()
+
+def _warn_skipped(label: str, skipped: list[str]) -> None:
+    """One warning for the device nodes an extraction left out (in a user namespace)."""
+    if not skipped:
+        return
+    names = ", ".join("/" + n for n in skipped[:4])
+    more = len(skipped) - 4
+    sys.stderr.write(
+        f"WARN[0000] extracting {label}: skipped {len(skipped)} "
+        f"device node{'s' if len(skipped) > 1 else ''} ({names}"
+        f"{f' and {more} more' if more > 0 else ''}): device nodes cannot be created in "
+        "a user namespace\n")
+    sys.stderr.flush()
 
 
 def scan_layer(stream: BinaryIO, media_type: str, *, layer_digest: str) -> str:
@@ -622,7 +627,9 @@ def extract_archive(stream: BinaryIO, root: Path, dest: str = "/", *, name: str,
             _Extractor(root, label, "apply").ensure_parent(dest, f"{rel}/.")
     except OSError as exc:
         raise LayerError(f"extracting {label}: destination {dest!r}: {exc.strerror}") from exc
-    _read_tar(stream, compression, label, _ArchiveExtractor(target, label))
+    extractor = _ArchiveExtractor(target, label)
+    _read_tar(stream, compression, label, extractor)
+    _warn_skipped(label, extractor.skipped)
 
 
 def _clean_name(name: str) -> str | None:

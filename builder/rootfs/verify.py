@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from builder.errors import CompressedStreamError, ImageError, LayerError, VerificationError
 from builder.image.digest import BackgroundSha256, digest_hex, is_digest
+from builder.image.encrypted import refuse_encrypted_layer
 from builder.image.layout import TEMP_PREFIX, fsync_dir
 from builder.image.spec import MANIFEST_TYPES, Descriptor, ImageConfig, Manifest
 from builder.rootfs.extract import scan_layer
@@ -229,6 +230,7 @@ class ImageImport:
         already holds the blob verified)."""
         digest = desc.digest
         digest_hex(digest)  # a malformed digest is refused before any path is made of it
+        refuse_encrypted_layer(desc, self.image)  # ciphertext is no tar to verify
         with self._lock:
             known = self._diff_ids.get(digest)
         if known is None:

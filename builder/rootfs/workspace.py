@@ -401,7 +401,8 @@ class Workspace:
     def changes(self) -> list[LayerEntry]:
         """What changed since creation or the last ``commit()``, sorted by path."""
         if self.driver == "overlay":
-            entries = _OverlayDiff(self.base / "upper", self.lowers).entries()
+            fuse = _mounter(Path(self.store.root)) not in ("", "kernel")
+            entries = _OverlayDiff(self.base / "upper", self.lowers, fuse).entries()
         else:
             if self._snapshot is None:
                 self._snapshot = pickle.loads((self.base / _SNAPSHOT).read_bytes())
@@ -448,10 +449,12 @@ def _whiteout_path(rel: str) -> str:
 
 
 class _OverlayDiff:
-    """Reads an overlay upper directory as OCI layer entries."""
-    def __init__(self, upper: Path, lowers: Sequence[Path]) -> None:
+    """Reads an overlay upper directory as OCI layer entries. ``fuse``: fuse-overlayfs
+    mounted it, and may have written whiteouts as ``.wh.NAME`` files."""
+    def __init__(self, upper: Path, lowers: Sequence[Path], fuse: bool = False) -> None:
         self.upper = upper
         self.lowers = lowers
+        self.fuse = fuse
 
     def entries(self) -> list[LayerEntry]:
         out: list[LayerEntry] = []
@@ -467,9 +470,10 @@ class _OverlayDiff:
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 out.append(_entry(_whiteout_path(path), None))
                 continue
-            if child.name.startswith(WHITEOUT_PREFIX) and not stat.S_ISDIR(st.st_mode):
-                # fuse-overlayfs's whiteouts where it cannot make 0:0 devices (any
-                # such name is a whiteout in a layer anyway)
+            if self.fuse and child.name.startswith(WHITEOUT_PREFIX) and \
+                    not stat.S_ISDIR(st.st_mode) and st.st_size == 0:
+                # fuse-overlayfs's whiteouts where it cannot make 0:0 devices; a file of
+                # that name with content is refused when the layer is written
                 out.append(_entry(path, None))
                 continue
             if not stat.S_ISDIR(st.st_mode):

@@ -108,9 +108,8 @@ def test_output_as_an_ordinary_user(rootless: Rootless) -> None:
     tar = rootless("bud", "-q", "-o", "-", str(context)).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         member = archive.getmember("bin/f")
-    # owners in the tar are those of the assembled root: 7:8 once builds run in a user
-    # namespace (the rootless issue), the caller's own ids until then
-    assert member.mode == 0o755 and member.isfile()
+    # owners in the tar are those of the assembled root, built in the user namespace
+    assert (member.uid, member.gid, member.mode) == (7, 8, 0o755) and member.isfile()
     inspect = rootless("inspect", "--format", "{{.Config.Env}}", "x").stdout.decode()
     assert "E=1" in inspect
 

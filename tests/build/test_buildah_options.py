@@ -24,12 +24,8 @@ from tests.conftest import REPO
 BUILDAH = shutil.which("buildah")
 _LINE = re.compile(r"^\s+(?:-(?P<short>\w), )?--(?P<long>[a-z0-9-]+)(?: (?P<value>\S+))?\s")
 
-NETWORK = "RUN networking flags: the network issue (builder/commands/runflags.py)"
 RESOURCES = "RUN resources and security flags: the runflags.py follow-up"
 NOT_YET: dict[str, str] = {
-    "add-host": NETWORK, "dns": NETWORK, "dns-option": NETWORK, "dns-search": NETWORK,
-    "no-hosts": NETWORK, "http-proxy": NETWORK,
-    "ssh": "RUN --mount=type=ssh and bud --ssh: the build-semantics issue",
     **{name: RESOURCES for name in (
         "volume", "cap-add", "cap-drop", "security-opt", "device", "ulimit", "shm-size",
         "memory", "memory-swap", "cpu-period", "cpu-quota", "cpu-shares", "cpuset-cpus",

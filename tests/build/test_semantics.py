@@ -268,7 +268,8 @@ def test_push_of_a_docker_image_to_an_oci_layout(with_busybox: Pybuild, tmp_path
     import subprocess
 
     build(with_busybox, tmp_path, "FROM localhost/busybox\nONBUILD RUN echo onbuild\n"
-          "HEALTHCHECK --interval=5s CMD true\nLABEL a=b\nCMD [\"sh\"]\n", "--format", "docker")
+          "HEALTHCHECK --interval=5s CMD true\nLABEL a=b\nCMD [\"sh\"]\n", "--format", "docker",
+          "--identity-label=false")
     layout = tmp_path / "layout"
     pushed = with_busybox("push", "x", f"oci:{layout}:x")
     assert "Healthcheck is not supported by the OCI image format" in pushed.stderr

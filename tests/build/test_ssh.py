@@ -13,7 +13,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,18 +52,30 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
     process.wait()
 
 
+def add_binaries(root: Path, *binaries: str) -> None:
+    """Copy host binaries into ``root`` with the libraries ``ldd`` names."""
+    for binary in binaries:
+        target = root / binary.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(binary, target)
+        ldd = subprocess.run(["ldd", binary], check=True, capture_output=True,
+                             text=True).stdout
+        for library in re.findall(r"(/\S+\.so[.\d]*)", ldd):
+            target = root / library.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(library), target)
+
+
 @pytest.fixture
 def ssh_base(with_busybox: Pybuild, tmp_path: Path) -> Pybuild:
-    """The store with localhost/ssh-base: busybox plus ssh-add."""
+    """The store with localhost/ssh-base: busybox plus ssh-add, ssh and git, and a
+    passwd entry for root (ssh wants one)."""
     context = tmp_path / "base"
-    (context / "root" / "usr" / "bin").mkdir(parents=True)
-    shutil.copy2("/usr/bin/ssh-add", context / "root" / "usr" / "bin" / "ssh-add")
-    ldd = subprocess.run(["ldd", "/usr/bin/ssh-add"], check=True, capture_output=True,
-                         text=True).stdout
-    for library in re.findall(r"(/\S+\.so[.\d]*)", ldd):
-        target = context / "root" / library.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(os.path.realpath(library), target)
+    root = context / "root"
+    add_binaries(root, "/usr/bin/ssh-add", "/usr/bin/ssh", "/usr/bin/git")
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "root").mkdir()
     (context / "Containerfile").write_text("FROM localhost/busybox\nCOPY root/ /\n")
     with_busybox("bud", "-q", "-t", "ssh-base", context)
     return with_busybox
@@ -143,3 +157,73 @@ def test_bad_ssh_flags(ssh_base: Pybuild, tmp_path: Path, agent: tuple[Path, str
 def test_an_ssh_mount_takes_no_source(ssh_base: Pybuild, tmp_path: Path) -> None:
     status, out = bud(ssh_base, tmp_path, "RUN --mount=type=ssh,src=x true", check=False)
     assert status == 125 and "option not valid here: 'src'" in out and ":2:1" in out
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, agent: tuple[Path, str, Path]) -> Iterator[tuple[int, Path]]:
+    """Debian's sshd on 127.0.0.1 (a free port), letting root in with the agent's key
+    only; (port, a bare git repository with one commit)."""
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("sshd is needed (Debian package openssh-server; scripts/setup.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("sshd logs in as the user it runs as: the root lane starts it")
+    base = tmp_path / "sshd"
+    base.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(base / "host_key")], check=True)
+    authorized = base / "authorized_keys"
+    authorized.write_text(Path(f"{agent[2]}.pub").read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = base / "sshd_config"
+    config.write_text(f"""ListenAddress 127.0.0.1:{port}
+HostKey {base / "host_key"}
+AuthorizedKeysFile {authorized}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile {base / "sshd.pid"}
+""")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation directory
+    work = base / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "hello.txt").write_text("over ssh\n")
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    repo = base / "repo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True)
+    log = base / "sshd.log"
+    with open(log, "wb") as err:
+        process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                                   stderr=err)
+    for _ in range(500):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if process.poll() is not None:
+            pytest.fail(f"sshd did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.01)
+    yield port, repo
+    process.terminate()
+    process.wait()
+
+
+def test_a_step_clones_a_repository_over_ssh(ssh_base: Pybuild, tmp_path: Path,
+                                             agent: tuple[Path, str, Path],
+                                             sshd: tuple[int, Path]) -> None:
+    """Why users want the mount: git over ssh with the forwarded agent, no key or socket
+    left in the image. The step uses the host's network to reach sshd on 127.0.0.1 (the default
+    network keeps steps off the host's loopback)."""
+    port, repo = sshd
+    ssh = f"ssh -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    _, out = bud(ssh_base, tmp_path,
+                 f"RUN --network=host --mount=type=ssh GIT_SSH_COMMAND='{ssh}' "
+                 f"git clone -q ssh://root@127.0.0.1{repo} /src && cat /src/hello.txt",
+                 "--ssh", "default", sock=agent[0])
+    assert "over ssh" in out
+    _, tree = read_image(ssh_base.root, "localhost/x:latest")
+    assert "src/hello.txt" in tree
+    assert not any(path.startswith("run") for path in tree)

@@ -35,19 +35,19 @@ from tests.rootfs.test_extract import outside_links
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
 from registry_fixtures import Registry, layer_tar, make_oci_dir  # noqa: E402
 
-# (case, Containerfile bytes, exit status, message substring)
+# (case, Containerfile bytes, exit status: 125 for every error, as Buildah; message substring)
 CONTAINERFILES = [
-    ("binary", bytes(range(256)) * 20, 2, "unknown instruction"),
-    ("nul-in-keyword", b"FROM scratch\nLA\x00BEL a=b\n", 2, "unknown instruction"),
-    ("enormous-line", b"FROM scratch\nLABEL a=" + b"x" * 70_000 + b"\n", 2,
+    ("binary", bytes(range(256)) * 20, 125, "unknown instruction"),
+    ("nul-in-keyword", b"FROM scratch\nLA\x00BEL a=b\n", 125, "unknown instruction"),
+    ("enormous-line", b"FROM scratch\nLABEL a=" + b"x" * 70_000 + b"\n", 125,
      "greater than max allowed size"),
     ("expansion-doubling", b"FROM scratch\nENV A=xxxxxxxx\n" + b"ENV A=$A$A\n" * 40, 125,
      "more than 1048576 characters"),
     ("expansion-nesting", b"FROM scratch\nENV B=" + b"${A:-" * 5000 + b"x" + b"}" * 5000
      + b"\n", 125, "expanding"),
-    ("unterminated-heredoc", b"FROM scratch\nCOPY <<EOF /x\nnever closed\n", 2,
+    ("unterminated-heredoc", b"FROM scratch\nCOPY <<EOF /x\nnever closed\n", 125,
      "unterminated heredoc"),
-    ("only-comments", b"# nothing\n# here\n", 2, "file with no instructions"),
+    ("only-comments", b"# nothing\n# here\n", 125, "file with no instructions"),
 ]
 
 
