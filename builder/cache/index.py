@@ -129,4 +129,5 @@ class _CacheRoots:
         return set()
 
 
-register_gc_roots(_CacheRoots())
+GC_ROOTS = _CacheRoots()
+register_gc_roots(GC_ROOTS)

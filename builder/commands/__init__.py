@@ -22,15 +22,39 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from builder.store import Store
+    from builder.store.store import GcRoots
+
+
+class _RootsOf:
+    """The ``GcRoots`` of a module (its ``GC_ROOTS``), imported only when garbage
+    collection asks: working containers bring the sandbox and the build cache the
+    executor, which commands such as ``images`` or ``tag`` never need at start-up."""
+
+    def __init__(self, directory: str, module: str) -> None:
+        self.directory = directory
+        self.module = module
+
+    def _roots(self) -> GcRoots:
+        import importlib
+
+        roots: GcRoots = importlib.import_module(self.module).GC_ROOTS
+        return roots
+
+    def blobs(self, store: Store) -> set[str]:
+        return self._roots().blobs(store)
+
+    def layers(self, store: Store) -> set[str]:
+        return self._roots().layers(store)
 
 
 def open_store(root: Path, *, recover: bool = True) -> Store:
-    """The store at ``root``, with the modules that keep blobs and layers alive in it
-    (working containers, the build cache) loaded, so garbage collection knows them."""
-    import builder.cache.index  # noqa: F401 - registers the build cache's roots
-    import builder.store.containers  # noqa: F401 - registers working containers' roots
-    from builder.store import Store
+    """The store at ``root``, with what keeps blobs and layers alive in it (working
+    containers, the build cache) registered, so garbage collection knows them."""
+    from builder.store.store import Store, register_gc_roots
 
+    for directory, module in (("containers", "builder.store.containers"),
+                              ("cache", "builder.cache.index")):
+        register_gc_roots(_RootsOf(directory, module), replace=False)
     return Store(root, recover=recover)
 
 

@@ -180,7 +180,8 @@ class _ContainerRoots:
         return {layer.diff_id for c in list_containers(store) for layer in c.layers}
 
 
-register_gc_roots(_ContainerRoots())
+GC_ROOTS = _ContainerRoots()
+register_gc_roots(GC_ROOTS)
 
 
 def find_container(store: Store, ref: str) -> Container:

@@ -616,10 +616,13 @@ class GcRoots(Protocol):
 _GC_ROOTS: dict[str, GcRoots] = {}
 
 
-def register_gc_roots(roots: GcRoots) -> None:
+def register_gc_roots(roots: GcRoots, *, replace: bool = True) -> None:
+    """Tell garbage collection what ``roots.directory`` keeps alive; ``replace=False``
+    leaves a registration already made (by the owning module itself) alone."""
     if roots.directory not in ROOT_DIRECTORIES:
         raise ValueError(f"register_gc_roots: {roots.directory!r} is not a store directory")
-    _GC_ROOTS[roots.directory] = roots
+    if replace or roots.directory not in _GC_ROOTS:
+        _GC_ROOTS[roots.directory] = roots
 
 
 def _unregister(path: Path, pid: int) -> None:
