@@ -149,6 +149,10 @@ def readable_package(dest: Path, repo: Path) -> Path:
                 match = re.match(r"[A-Za-z0-9._-]+", requirement)
                 if match:
                     pending.append(match.group(0))
+    # compiled once here: the users cannot write __pycache__, and compiling every module
+    # at every start costs more than the work of most commands
+    subprocess.run([SYSTEM_PYTHON, "-m", "compileall", "-q", str(dest)], check=True,
+                   stdout=subprocess.DEVNULL)
     for directory, _dirs, files in os.walk(dest):
         os.chmod(directory, 0o755)
         for file in files:
