@@ -39,7 +39,7 @@ from pathlib import Path
 from builder.errors import ConfinementError
 from builder.runsettings import RunSettings
 
-__all__ = ["Hierarchy", "StepCgroup", "create", "hierarchies", "oci_resources"]
+__all__ = ["Hierarchy", "StepCgroup", "create", "hierarchies", "missing_parents", "oci_resources"]
 
 _FLAGS = {"memory": "--memory", "memory_swap": "--memory-swap", "cpu_period": "--cpu-period",
           "cpu_quota": "--cpu-quota", "cpu_shares": "--cpu-shares",
@@ -155,13 +155,10 @@ class StepCgroup:
 
     def mounts(self) -> list[tuple[str, str]]:
         """(path under /sys/fs/cgroup in the step, host directory) to bind read-only."""
-        out = []
-        for hierarchy, directory in self.directories:
-            if hierarchy.version == 2:
-                out.append(("", os.fspath(directory)))
-            else:
-                out.append((hierarchy.mountpoint.name, os.fspath(directory)))
-        return out
+        if len(self.directories) == 1 and self.directories[0][0].version == 2:
+            return [("", os.fspath(self.directories[0][1]))]
+        return [(hierarchy.mountpoint.name, os.fspath(directory))
+                for hierarchy, directory in self.directories]
 
     def remove(self) -> None:
         """Remove what was made (a moment after the last process left)."""
@@ -210,15 +207,15 @@ def create(settings: RunSettings, name: str) -> StepCgroup:
     flags = _given(settings)
     action = f"creating a cgroup for the step ({flags})"
     found = hierarchies()
-    unified = next((h for h in found if h.version == 2 and h.controllers), None)
+    unified = next((h for h in found if h.version == 2), None)
+    v1 = [h for h in found if h.version == 1]
     needed = _needed(settings)
-    if unified is not None and needed <= unified.controllers:
+    if unified is not None and (not v1 or (needed and needed <= unified.controllers)):
         chosen = [unified]
     else:
-        v1 = [h for h in found if h.version == 1]
         chosen = [h for h in v1 if h.controllers & needed]
-        if settings.cgroup_parent:
-            chosen = v1 or [h for h in found if h.version == 2]
+        if settings.cgroup_parent:  # the step joins every hierarchy, as with runc
+            chosen = v1 + ([unified] if unified is not None else [])
         missing = needed - {c for h in chosen for c in h.controllers}
         if missing or not chosen:
             raise ConfinementError(
@@ -275,12 +272,14 @@ def _make(step: StepCgroup, hierarchy: Hierarchy, settings: RunSettings, name: s
 def _enable(parent: Path, settings: RunSettings, hierarchy: Hierarchy, action: str,
             flags: str) -> None:
     """Enable the controllers the step needs in ``parent``'s subtree (v2)."""
-    wanted = _needed(settings) or set(hierarchy.controllers)
+    wanted = _needed(settings) & set(hierarchy.controllers)
+    if not wanted:
+        return
     try:
         have = set((parent / "cgroup.subtree_control").read_text().split())
     except OSError as exc:
         raise _denied(action, parent, exc, 2, flags) from exc
-    missing = sorted((wanted & set(hierarchy.controllers)) - have)
+    missing = sorted(wanted - have)
     if missing:
         try:
             with open(parent / "cgroup.subtree_control", "w", encoding="ascii") as f:
@@ -359,4 +358,18 @@ def oci_resources(settings: RunSettings) -> dict[str, object]:
         out["memory"] = memory
     if cpu:
         out["cpu"] = cpu
+    return out
+
+
+def missing_parents(parent: str) -> list[Path]:
+    """The directories of ``--cgroup-parent`` that do not exist yet, in every hierarchy
+    (the OCI runtime makes them; pybuild removes them again when they are empty)."""
+    out = []
+    for _, mountpoint, _, _ in _mounts(_read("/proc/self/mountinfo")):
+        path = mountpoint / parent.strip("/")
+        missing = []
+        while not path.exists() and path != mountpoint:
+            missing.append(path)
+            path = path.parent
+        out += reversed(missing)
     return out

@@ -450,7 +450,7 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
     import uuid
 
     from builder import userns
-    from builder.executor.cgroups import oci_resources
+    from builder.executor.cgroups import StepCgroup, missing_parents, oci_resources
     from builder.executor.ocihooks import hooks_for
     from builder.rootfs.paths import resolve_in_root
 
@@ -463,6 +463,7 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
     holder: subprocess.Popen[bytes] | None = None
     stack: RunningStack | None = None
     name = f"pybuild-{uuid.uuid4().hex[:12]}"
+    made: list[Path] = []
     try:
         shm: dict[str, object] = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                                   "options": ["nosuid", "noexec", "nodev", "mode=1777",
@@ -540,6 +541,7 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
             linux["resources"] = resources
         if settings.cgroup_parent:
             linux["cgroupsPath"] = f"/{settings.cgroup_parent.strip('/')}/{name}"
+            made = missing_parents(settings.cgroup_parent)
         if confinement.seccomp is not None:
             linux["seccomp"] = confinement.seccomp
         step_ns = confinement.user_namespace
@@ -552,7 +554,6 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
             "ociVersion": "1.0.2",
             "process": _oci_process(spec, user, mounts, confinement),
             "root": {"path": os.fspath(root), "readonly": False},
-            "hostname": spec.hostname,
             "mounts": oci_mounts,
             "linux": linux,
         }
@@ -561,6 +562,8 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
                               any(m.type == "bind" for m in mounts))
             if hooks:
                 config["hooks"] = hooks
+        if confinement.namespaces["uts"] == "new":
+            config["hostname"] = spec.hostname
         (bundle / "config.json").write_text(json.dumps(config))
         flags = [f"--{flag.lstrip('-')}" for flag in settings.runtime_flags]
         status = subprocess.run(
@@ -570,6 +573,7 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
         _remove_points(missing)
         return 128 - status if status < 0 else status
     finally:
+        StepCgroup(created=made).remove()
         if stack is not None:
             stack.stop()
         if holder is not None:
@@ -715,6 +719,9 @@ def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
                 except OSError as exc:
                     os.write(err_fd, _idmap_error(exc).encode())
                     return 125
+                # entered now: the step's root may not pass the directories above it
+                os.chdir(config["root"])
+                config["root_ready"] = True
         for kind, fd in joins.items():
             action = f"joining {kind} namespace {namespaces[kind]}"
             syscalls.setns(fd, _NAMESPACE_FLAGS[kind])
@@ -895,12 +902,18 @@ class _Init:
         s, config = self.sys, self.config
         root = config["root"]
         s.mount(None, "/", None, s.MS_REC | s.MS_PRIVATE)
-        s.mount(root, root, None, s.MS_BIND | s.MS_REC)
-        os.chdir(root)
-        st = os.stat(root)
+        if config.get("root_ready"):  # an idmapped root we are in, whose parents the
+            tree = s.clone_tree(".")    # step's root may not pass: a fresh (unlocked) copy
+            s.attach_tree(tree, ".")    # of it on itself, entered through its fd
+            os.fchdir(tree)
+            os.close(tree)
+        else:
+            s.mount(root, root, None, s.MS_BIND | s.MS_REC)
+            os.chdir(root)
+        st = os.stat(".")
         self.parent_times["/"] = (st.st_atime_ns, st.st_mtime_ns)
-        if not os.path.isdir(root + _OLD_ROOT):
-            os.mkdir(root + _OLD_ROOT, 0o700)
+        if not os.path.isdir("." + _OLD_ROOT):
+            os.mkdir("." + _OLD_ROOT, 0o700)
             self.created.append((_OLD_ROOT, True))
         s.pivot_root(".", _OLD_ROOT.lstrip("/"))
         os.chdir("/")
@@ -1063,7 +1076,7 @@ class _Init:
                 except ValueError as exc:
                     raise OSError(errno.EPERM, f"{exc} (the current hard limit is "
                                   f"{resource.getrlimit(number)[1]}; raising it needs "
-                                  "root)") from None
+                                  "root with CAP_SYS_RESOURCE)") from None
             action = "preparing to run"
             keep = config["caps"]
             last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())

@@ -13,7 +13,7 @@ __all__ = [
     "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
     "MS_REC", "MS_REMOUNT", "MS_SLAVE",
     "mount", "umount", "pivot_root", "unshare", "setns", "sethostname", "prctl", "capset",
-    "syncfs", "idmapped_clone", "seccomp_filter",
+    "syncfs", "attach_tree", "clone_tree", "idmapped_clone", "seccomp_filter",
 ]
 
 MS_RDONLY = 0x1
@@ -129,6 +129,20 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+def clone_tree(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (open_tree OPEN_TREE_CLONE,
+    recursive): an fd to attach with ``attach_tree``; its top mount is not locked."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, _b(path),
+                                _OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_RECURSIVE),
+                  f"open_tree {path}")
+
+
+def attach_tree(tree: int, path: str) -> None:
+    """Mount the detached tree ``tree`` on ``path`` (move_mount)."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, _b(path),
+                         _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+
+
 def idmapped_clone(path: str, userns_fd: int) -> None:
     """Replace the mount tree at ``path`` with a copy whose ids are mapped by the user
     namespace ``userns_fd`` (open_tree, mount_setattr with MOUNT_ATTR_IDMAP,
@@ -138,16 +152,13 @@ def idmapped_clone(path: str, userns_fd: int) -> None:
         _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                     ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
-    tree = _check(_libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, _b(path),
-                                _OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_RECURSIVE),
-                  f"open_tree {path}")
+    tree = clone_tree(path)
     try:
         attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
                              ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
                f"idmapping {path}")
-        _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, _b(path),
-                             _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+        attach_tree(tree, path)
     finally:
         os.close(tree)
 
