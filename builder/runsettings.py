@@ -361,6 +361,8 @@ class RunSettings:
                 continue
             if isinstance(value, list):
                 item = cls._ITEMS.get(key)
-                value = tuple(item(**v) if item is not None else v for v in value)
+                value = tuple(item(**{k: tuple(x) if isinstance(x, list) else x
+                                      for k, x in v.items()}) if item is not None else v
+                              for v in value)
             values[key] = value
         return cls(**values)

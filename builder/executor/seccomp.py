@@ -56,6 +56,16 @@ def default_profile() -> Path | None:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """The profile at ``path`` (parsed once per version of the file)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfinementError(f"reading seccomp profile {path}: {exc.strerror}") from exc
+    return _load(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: Path, mtime: int, size: int) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
