@@ -364,7 +364,7 @@ def oci_resources(settings: RunSettings) -> dict[str, object]:
 def missing_parents(parent: str) -> list[Path]:
     """The directories of ``--cgroup-parent`` that do not exist yet, in every hierarchy
     (the OCI runtime makes them; pybuild removes them again when they are empty)."""
-    out = []
+    out: list[Path] = []
     for _, mountpoint, _, _ in _mounts(_read("/proc/self/mountinfo")):
         path = mountpoint / parent.strip("/")
         missing = []
