@@ -33,11 +33,11 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.store.containers import is_container
 
     store = open_store(options.root)
-    settings = run_settings(args)
     if is_container(store, args.image):
         from builder.commands.ctr import run_in_working_container
 
         return run_in_working_container(args, options)
+    settings = run_settings(args)
     record = store.lookup(args.image)
     config = record.config.config
     argv = list(args.cmd) if args.cmd else list(config.cmd or [])
