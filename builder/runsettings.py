@@ -327,7 +327,7 @@ class RunSettings:
         return self.http_proxy is not False
 
     @property
-    def cgroup_limits(self) -> bool:
+    def needs_cgroup(self) -> bool:
         """Whether the step needs a cgroup of its own."""
         return any(getattr(self, name) not in (None, "") for name in (
             "memory", "memory_swap", "cpu_period", "cpu_quota", "cpu_shares", "cpuset_cpus",

@@ -30,9 +30,11 @@ the key is the network mode alone, as before these flags existed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import resource
 import stat
 import sys
 from dataclasses import dataclass, field, replace
@@ -98,15 +100,11 @@ class Confinement:
 
     def helper_config(self) -> dict[str, Any]:
         """The JSON the chroot sandbox's helper reads (the seccomp filter compiled)."""
-        import base64
-
         bpf = None
         if self.seccomp is not None:
             bpf = base64.b64encode(seccomp.compile_bpf(self.seccomp, "installing the "
                                                        "seccomp profile")).decode()
         rlimits = []
-        import resource
-
         for limit in self.rlimits:
             number = getattr(resource, limit.resource)
             rlimits.append([number, _rlim(limit.soft), _rlim(limit.hard), str(limit)])
@@ -125,8 +123,6 @@ class Confinement:
 
 
 def _rlim(value: int) -> int:
-    import resource
-
     return resource.RLIM_INFINITY if value == -1 else value
 
 
@@ -305,7 +301,7 @@ def plan(settings: RunSettings) -> Confinement:
         path = Path(settings.seccomp) if settings.seccomp else seccomp.default_profile()
         if path is not None:
             profile = seccomp.to_oci(seccomp.load(path), caps, f"loading seccomp profile {path}")
-            if not settings.seccomp and profile is not None and not _libseccomp():
+            if not settings.seccomp and profile is not None and not seccomp.available():
                 profile = None  # the default profile needs libseccomp; asked-for ones fail
     devices = tuple(node for device in settings.devices
                     for node in _device_nodes(device.source, device.target, device.permissions))
@@ -318,14 +314,6 @@ def plan(settings: RunSettings) -> Confinement:
         rlimits=settings.ulimits, devices=devices,
         shm_size=settings.shm_size or DEFAULT_SHM, namespaces=namespaces,
         user_namespace=step_userns(settings), apparmor=apparmor)
-
-
-def _libseccomp() -> bool:
-    try:
-        seccomp._library()  # noqa: SLF001 - whether it loads
-    except ConfinementError:
-        return False
-    return True
 
 
 # -- the cache key

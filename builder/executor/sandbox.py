@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import SandboxError, UsageError
-from builder.runsettings import RunSettings
+from builder.runsettings import IdMapping, RunSettings
 
 if TYPE_CHECKING:
     from builder.executor.cgroups import StepCgroup
@@ -113,6 +113,7 @@ class MountSpec:
     data: bytes | None = None
     env: str | None = None
     scratch: Path | None = None  # where discarded writes go (made by _prepared)
+    options: tuple[str, ...] = ()  # a volume's nosuid, nodev, noexec; bind (not recursive)
 
 
 @dataclass(frozen=True)
@@ -183,14 +184,14 @@ def _volume_mounts(settings: RunSettings, user: ResolvedUser,
                 gid = _outside(step_ns.gid_map, gid)
             _chown_tree(source, uid, gid)
         out.append(MountSpec("bind", source, volume.target, readonly=volume.readonly,
-                             discard_writes=volume.overlay))
+                             discard_writes=volume.overlay, options=volume.options))
     return out
 
 
-def _outside(maps: Any, value: int) -> int:
+def _outside(maps: tuple[IdMapping, ...], value: int) -> int:
     for m in maps:
         if m.container <= value < m.container + m.size:
-            return int(m.host + value - m.container)
+            return m.host + value - m.container
     return value
 
 
@@ -372,7 +373,7 @@ def _run_chroot(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[Moun
 
 
 def _step_cgroup(settings: RunSettings) -> StepCgroup | None:
-    if not settings.cgroup_limits:
+    if not settings.needs_cgroup:
         return None
     import secrets
 
@@ -481,7 +482,7 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
              "options": ["nosuid", "noexec", "nodev", "ro"]},
         ]
-        if settings.cgroup_limits:
+        if settings.needs_cgroup:
             oci_mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                                "source": "cgroup",
                                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
@@ -501,9 +502,11 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
                                                f"upperdir={m.scratch / 'upper'}",
                                                f"workdir={m.scratch / 'work'}"]})
             elif m.source is not None:
+                extra = [o for o in m.options if o in ("nosuid", "nodev", "noexec")]
                 oci_mounts.append({"destination": m.target, "type": "bind",
                                    "source": os.fspath(m.source),
-                                   "options": ["rbind", "ro" if m.readonly else "rw"]})
+                                   "options": ["bind" if "bind" in m.options else "rbind",
+                                               "ro" if m.readonly else "rw", *extra]})
         for index, (target, data) in enumerate(files.items()):
             staged = bundle / f"file-{index}"
             staged.write_bytes(data)
@@ -887,16 +890,22 @@ class _Init:
         self.sys.mount(source, target, fstype, flags, data)
         self.mounted.append(target)
 
-    def bind(self, source: str, target: str, readonly: bool, recursive: bool = False) -> None:
+    def bind(self, source: str, target: str, readonly: bool, recursive: bool = False,
+             options: tuple[str, ...] = ()) -> None:
+        """Bind ``source`` on ``target``; ``options`` may add nosuid, nodev, noexec."""
         s = self.sys
         self.mount(source, target, None, s.MS_BIND | (s.MS_REC if recursive else 0))
-        if readonly:
+        extra = sum(flag for name, flag in (("nosuid", s.MS_NOSUID), ("nodev", s.MS_NODEV),
+                                            ("noexec", s.MS_NOEXEC)) if name in options)
+        if readonly or extra:
             vfs = os.statvfs(target)
             keep = sum(flag for bit, flag in ((os.ST_NOSUID, s.MS_NOSUID),
                                                (os.ST_NODEV, s.MS_NODEV),
-                                               (os.ST_NOEXEC, s.MS_NOEXEC))
+                                               (os.ST_NOEXEC, s.MS_NOEXEC),
+                                               (os.ST_RDONLY, s.MS_RDONLY))
                        if vfs.f_flag & bit)
-            s.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | keep)
+            s.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | keep | extra
+                    | (s.MS_RDONLY if readonly else 0))
 
     def setup(self) -> None:
         s, config = self.sys, self.config
@@ -1033,7 +1042,8 @@ class _Init:
         if mount["scratch"]:
             self.discarding(source, target, old + mount["scratch"])
             return
-        self.bind(source, target, readonly=mount["readonly"], recursive=True)
+        self.bind(source, target, readonly=mount["readonly"],
+                  recursive="bind" not in mount["options"], options=tuple(mount["options"]))
 
     def discarding(self, source: str, target: str, scratch: str) -> None:
         """``source`` at ``target`` with its writes going to ``scratch`` (thrown away after

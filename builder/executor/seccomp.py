@@ -31,7 +31,7 @@ from typing import Any
 
 from builder.errors import ConfinementError
 
-__all__ = ["PROFILE_PATHS", "compile_bpf", "default_profile", "load", "to_oci"]
+__all__ = ["PROFILE_PATHS", "available", "compile_bpf", "default_profile", "load", "to_oci"]
 
 PROFILE_PATHS = (Path("/etc/containers/seccomp.json"),
                  Path("/usr/share/containers/seccomp.json"))
@@ -175,6 +175,15 @@ def _library() -> ctypes.CDLL:
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return lib
+
+
+def available() -> bool:
+    """Whether libseccomp can be loaded."""
+    try:
+        _library()
+    except ConfinementError:
+        return False
+    return True
 
 
 def _action(name: str, errno_ret: int | None, where: str) -> int:

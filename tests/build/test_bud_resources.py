@@ -103,6 +103,9 @@ VOLUME_OPTIONS = {
     "Z": ("echo x > /v/new && cat /v/new", "x", True),
     "ro,z": ("echo x > /v/new 2>/dev/null || echo refused", "refused", False),
     "O": ("echo x > /v/new && echo more >> /v/in && cat /v/new /v/in", "x\nhello\nmore", False),
+    "noexec": ("echo x > /v/new; cp /bin/busybox /v/bb; /v/bb true 2>/dev/null || echo no-exec; "
+               "rm /v/bb", "no-exec", True),
+    "bind,nosuid": ("echo x > /v/new && cat /v/new", "x", True),
 }
 
 
