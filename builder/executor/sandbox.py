@@ -96,8 +96,8 @@ class MountSpec:
     secret. A secret's bytes are in ``data``; it is written to a private
     tmpfs and bound at ``target`` (or only exported as ``env`` when ``target``
     is empty). ``discard_writes`` gives a writable bind whose writes are
-    thrown away (an overlay over the source, or a private copy where overlay
-    cannot be mounted). ``sharing`` applies to caches: shared, private or locked.
+    thrown away (a private copy). ``sharing`` applies to caches: shared,
+    private or locked. ``options`` are a volume's nosuid, nodev, noexec and bind.
     """
 
     type: str
@@ -112,7 +112,6 @@ class MountSpec:
     discard_writes: bool = False
     data: bytes | None = None
     env: str | None = None
-    scratch: Path | None = None  # where discarded writes go (made by _prepared)
     options: tuple[str, ...] = ()  # a volume's nosuid, nodev, noexec; bind (not recursive)
 
 
@@ -246,8 +245,7 @@ def _etc_files(root: Path, spec: RunSpec, network: Network) -> dict[str, bytes]:
 
 @contextmanager
 def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
-    """Host-side work for a mount: cache dirs and locks, scratch space for discarded
-    writes."""
+    """Host-side work for a mount: cache dirs and locks, private copies."""
     import fcntl
     import tempfile
 
@@ -276,17 +274,22 @@ def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
                 fcntl.flock(lock, fcntl.LOCK_SH)
             yield _replace(mount, source=Path(os.path.realpath(source)))
         return
+    if mount.discard_writes and mount.source is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="pybuild-bind-"))
+        try:
+            copy = scratch / "data"
+            if Path(mount.source).is_dir():
+                shutil.copytree(mount.source, copy, symlinks=True)
+            else:
+                shutil.copy2(mount.source, copy)
+            yield _replace(mount, source=copy, readonly=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     if mount.source is not None:
         if not os.path.exists(mount.source):
             raise SandboxError(f"mounting {mount.target}: source {mount.source} does not exist")
         mount = _replace(mount, source=Path(os.path.realpath(mount.source)))
-    if mount.discard_writes and mount.source is not None:
-        scratch = Path(tempfile.mkdtemp(prefix="pybuild-bind-"))
-        try:
-            yield _replace(mount, scratch=scratch, readonly=False)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return
     yield mount
 
 
@@ -297,7 +300,6 @@ def _replace(mount: MountSpec, **changes: object) -> MountSpec:
 def _mount_json(mount: MountSpec) -> dict[str, object]:
     out = asdict(mount)
     out["source"] = None if mount.source is None else os.fspath(mount.source)
-    out["scratch"] = None if mount.scratch is None else os.fspath(mount.scratch)
     out["data"] = None if mount.data is None else base64.b64encode(mount.data).decode()
     return out
 
@@ -493,14 +495,6 @@ def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSp
             elif m.type == "tmpfs":
                 oci_mounts.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
                                    "options": ["nosuid", "nodev"]})
-            elif m.scratch is not None and m.source is not None:  # writes thrown away
-                (m.scratch / "upper").mkdir()
-                (m.scratch / "work").mkdir()
-                oci_mounts.append({"destination": m.target, "type": "overlay",
-                                   "source": "overlay",
-                                   "options": [f"lowerdir={m.source}",
-                                               f"upperdir={m.scratch / 'upper'}",
-                                               f"workdir={m.scratch / 'work'}"]})
             elif m.source is not None:
                 extra = [o for o in m.options if o in ("nosuid", "nodev", "noexec")]
                 oci_mounts.append({"destination": m.target, "type": "bind",
@@ -1039,35 +1033,8 @@ class _Init:
         source = old + mount["source"]
         if not self.point(target, os.path.isdir(source)):
             raise OSError(errno.ENOENT, f"mount target {target} is a dangling symlink")
-        if mount["scratch"]:
-            self.discarding(source, target, old + mount["scratch"])
-            return
         self.bind(source, target, readonly=mount["readonly"],
                   recursive="bind" not in mount["options"], options=tuple(mount["options"]))
-
-    def discarding(self, source: str, target: str, scratch: str) -> None:
-        """``source`` at ``target`` with its writes going to ``scratch`` (thrown away after
-        the step): an overlay where the kernel allows one, else a private copy."""
-        if os.path.isdir(source) and not any(c in source + scratch for c in ",:\\"):
-            upper, work = scratch + "/upper", scratch + "/work"
-            os.mkdir(upper)
-            os.mkdir(work)
-            options = f"lowerdir={source},upperdir={upper},workdir={work}"
-            tries = [options + ",userxattr", options]
-            if not self.config["userns"]:
-                tries.reverse()
-            for data in tries:
-                try:
-                    self.mount("overlay", target, "overlay", self.sys.MS_NOSUID, data)
-                    return
-                except OSError:
-                    continue
-        copy = scratch + "/copy"
-        if os.path.isdir(source):
-            shutil.copytree(source, copy, symlinks=True)
-        else:
-            shutil.copy2(source, copy)
-        self.bind(copy, target, readonly=False, recursive=True)
 
     # the command
 
