@@ -14,8 +14,8 @@ the command's status (128+N for signal N). Mount points therefore never
 reach a layer, and an image without ``/etc`` does not gain one.
 
 Resources and security (``builder.executor.confinement`` decides, from the step's
-``RunSettings``): ``--volume`` binds (``O``: over an overlay whose writes are
-thrown away, ``U``: the host directory given to the step's user first),
+``RunSettings``): ``--volume`` binds (``O``: writable, the writes thrown away;
+``U``: the host directory given to the step's user first),
 capabilities (Buildah's default set, ``--cap-add``/``--cap-drop``), no_new_privs
 only with ``--security-opt no-new-privileges``, the default or given seccomp
 profile as a BPF filter, ``--ulimit``, ``--device`` nodes bound into ``/dev``, the
