@@ -14,6 +14,7 @@ program starts threads, or run the program under ``pybuild unshare``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,11 +25,11 @@ from builder import replay, userns
 from builder.context import open_context, read_containerfile
 from builder.errors import StepError
 from builder.executor.build import BuildOptions, build
-from builder.executor.network import check_settings
+from builder.executor.confinement import check_run_settings
 from builder.executor.output import Progress
 from builder.platform import parse_platform
 from builder.registry.client import RegistryOptions
-from builder.runsettings import RunSettings
+from builder.runsettings import RunSettings, Volume
 from builder.store import Store
 from builder.store.containers import (
     ConfigChanges,
@@ -38,7 +39,6 @@ from builder.store.containers import (
     find_container,
     list_containers,
     mount_container,
-    parse_volume,
     remove_container,
     run_container,
     unmount_container,
@@ -72,7 +72,7 @@ class FromOptions:
     name: str | None = None  # default: IMAGE-working-container
     pull: str = "missing"  # missing, always or never
     registry: RegistryOptions | None = None
-    settings: RunSettings = RunSettings()  # network, DNS, hosts, proxies for later runs
+    settings: RunSettings = RunSettings()  # RUN flags (network, volumes, limits ...) for runs
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,10 @@ class RunOptions:
     user: str | None = None  # default: the config's USER
     workdir: str | None = None  # default: the config's WORKDIR
     env: tuple[str, ...] = ()  # "K=V" added to the config's environment
-    volumes: tuple[str, ...] = ()  # "SRC:DST[:ro]"
+    volumes: tuple[str, ...] = ()  # "HOST-DIR:CONTAINER-DIR[:OPTIONS]", as settings.volumes
     isolation: str = "chroot"  # chroot or oci
-    # RunSettings(network="none"), dns=..., add_hosts=..., http_proxy=...; what is given
-    # overrides the container's FromOptions.settings
+    # RunSettings(network="none", volumes=..., cap_add=..., memory=...); what is given
+    # overrides the container's FromOptions.settings (volumes and the like add up)
     settings: RunSettings = RunSettings()
 
 
@@ -116,7 +116,7 @@ class BuildRequest:
     labels: dict[str, str] = field(default_factory=dict)
     timestamp: int | None = None
     quiet: bool = True  # no step output on stdout
-    settings: RunSettings = RunSettings()  # RUN's network, DNS, hosts and proxies
+    settings: RunSettings = RunSettings()  # RUN's network, volumes, capabilities, limits ...
 
 
 class Session:
@@ -133,7 +133,7 @@ class Session:
         """A new working container from an image (pulled when needed) or "scratch"."""
         made = create_container(self.store, image, name=options.name, pull=options.pull,
                                 driver=self.driver, registry_options=options.registry,
-                                run_settings=check_settings(options.settings))
+                                run_settings=check_run_settings(options.settings))
         return WorkingContainer(self.store, made.id, made.name)
 
     def container(self, name_or_id: str) -> WorkingContainer:
@@ -153,7 +153,7 @@ class Session:
             platform=parse_platform(request.platform), tags=request.tags,
             build_args=dict(request.build_args), target=request.target, format=request.format,
             labels=dict(request.labels), timestamp=request.timestamp, driver=self.driver,
-            run_settings=check_settings(request.settings),
+            run_settings=check_run_settings(request.settings),
         )
         return build(self.store, options, Progress(quiet=request.quiet)).image_id
 
@@ -189,10 +189,14 @@ class WorkingContainer:
         """Run a command inside; writes persist. A non-zero status raises StepError
         unless ``check`` is False."""
 
+        settings = options.settings
+        if options.volumes:
+            settings = dataclasses.replace(settings, volumes=settings.volumes + tuple(
+                Volume.parse(v) for v in options.volumes))
         status = run_container(
             self.store, self.id, argv, user=options.user, workdir=options.workdir,
-            env=options.env, settings=options.settings,
-            mounts=[parse_volume(v) for v in options.volumes], isolation=options.isolation,
+            env=options.env, settings=check_run_settings(settings),
+            isolation=options.isolation,
         )
         if check and status != 0:
             raise StepError(f"running {list(argv)} in {self.name}: exit status {status}",

@@ -17,7 +17,8 @@ escaping to the CLI is a bug. Errors carry data (location, hint, exit code);
     ├─ IgnoreError            malformed .containerignore pattern
     ├─ SandboxError           namespaces unavailable, id-map failure
     │  ├─ IdMapError          a file owner outside the user namespace's id map
-    │  └─ NetworkError        no user-mode network tool, or it failed to start
+    │  ├─ NetworkError        no user-mode network tool, or it failed to start
+    │  └─ ConfinementError    a RUN resource or security setting this host cannot apply
     ├─ LayerError             unsafe or corrupt layer or archive tar (names it and the entry)
     │  └─ CompressedStreamError  truncated or corrupt gzip/zstd/bzip2/xz stream
     ├─ ExportError            bud --output could not write its destination
@@ -146,6 +147,13 @@ class NetworkError(SandboxError):
     """A step's network could not be set up (slirp4netns or pasta missing or failing)."""
 
     code = "network"
+
+
+class ConfinementError(SandboxError):
+    """A step's resource or security setting (cgroup limits, seccomp, devices, ulimits,
+    namespaces, id maps) that this host or this user cannot apply; says why."""
+
+    code = "confinement"
 
 
 class LayerError(PybuildError):

@@ -30,7 +30,10 @@ LAYERS: list[tuple[str, ...]] = [
     # what steps do to a root file system: run in the sandbox, copy, config edits
     ("builder.executor.users", "builder.executor.config", "builder.executor.output",
      "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts",
-     "builder.executor.sshagent", "builder.executor.network", "builder.executor.contextview"),
+     "builder.executor.sshagent", "builder.executor.network", "builder.executor.contextview",
+     # what RUN's resource and security flags become
+     "builder.executor.confinement", "builder.executor.capabilities",
+     "builder.executor.seccomp", "builder.executor.cgroups", "builder.executor.ocihooks"),
     ("builder.registry",),
     ("builder.store",),
     ("builder.cache",),

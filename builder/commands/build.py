@@ -33,7 +33,7 @@ PULL_POLICIES = {  # --pull values (Buildah's and Podman's spellings) -> policy
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    from builder.commands.runflags import add_network_flags
+    from builder.commands.runflags import add_network_flags, add_resource_flags
     from builder.registry.flags import add_registry_flags
 
     add = parser.add_argument
@@ -80,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--isolation", choices=("chroot", "oci"), default=None,
         help="how RUN is isolated (env BUILDAH_ISOLATION)")
     add_network_flags(parser)
+    add_resource_flags(parser)
     add("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
         help="a secret RUN --mount=type=secret can use")
     add("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",

@@ -208,14 +208,14 @@ def run_in_working_container(args: argparse.Namespace, options: GlobalOptions) -
     """
     from builder.commands import open_store
     from builder.commands.runflags import run_settings
-    from builder.store.containers import parse_volume, run_container
+    from builder.store.containers import run_container
 
     argv = list(args.cmd)
     if argv[:1] == ["--"]:
         argv = argv[1:]
     return run_container(
         open_store(options.root), args.image, argv, user=args.user, workdir=args.workingdir,
-        env=args.env, settings=run_settings(args), mounts=[parse_volume(v) for v in args.volume],
+        env=args.env, settings=run_settings(args),
         isolation=args.isolation, hostname=args.hostname if args.hostname != "pybuild" else None,
         stdin=args.interactive,
     )

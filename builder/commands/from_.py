@@ -10,11 +10,12 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    from builder.commands.runflags import add_network_flags
+    from builder.commands.runflags import add_network_flags, add_resource_flags
     from builder.registry.flags import add_registry_flags
 
     add_registry_flags(parser)
     add_network_flags(parser)  # saved with the container for its later runs
+    add_resource_flags(parser)
     parser.add_argument("--name", help="container name (default: IMAGE-working-container)")
     parser.add_argument("--pull", nargs="?", const="always", default="missing",
                         choices=["missing", "always", "never"],

@@ -10,14 +10,14 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    from builder.commands.runflags import add_network_flags
+    from builder.commands.runflags import add_network_flags, add_resource_flags
 
     parser.add_argument("--isolation", choices=["chroot", "oci"], default="chroot")
     add_network_flags(parser)
+    add_resource_flags(parser)
     parser.add_argument("--user", "-u", default=None, help="USER value (default: the image's)")
     parser.add_argument("--workingdir", "-w", default=None)
     parser.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
-    parser.add_argument("--volume", "-v", action="append", default=[], metavar="SRC:DST[:ro]")
     parser.add_argument("--hostname", default="pybuild")
     parser.add_argument("--interactive", "-i", action="store_true", help="keep stdin open")
     parser.add_argument("image")
@@ -30,14 +30,14 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.errors import UsageError
     from builder.executor.sandbox import RunSpec, run_in_sandbox
     from builder.rootfs.workspace import Workspace
-    from builder.store.containers import is_container, parse_volume
+    from builder.store.containers import is_container
 
     store = open_store(options.root)
-    settings = run_settings(args)
     if is_container(store, args.image):
         from builder.commands.ctr import run_in_working_container
 
         return run_in_working_container(args, options)
+    settings = run_settings(args)
     record = store.lookup(args.image)
     config = record.config.config
     argv = list(args.cmd) if args.cmd else list(config.cmd or [])
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     spec = RunSpec(
         argv=argv, env=env, cwd=args.workingdir or config.working_dir or "/",
         user=config.user if args.user is None else args.user, hostname=args.hostname,
-        settings=settings, mounts=tuple(parse_volume(v) for v in args.volume),
+        settings=settings,
         stdin=args.interactive, isolation=args.isolation,
     )
     with Workspace.create(store, record.layers, driver=options.storage_driver) as workspace:

@@ -7,11 +7,24 @@ PID, IPC and UTS namespaces (plus network, or joins one, unless the network is
 pivots into the root, mounts a fresh ``/proc``, a minimal ``/dev`` on
 tmpfs, read-only ``/sys``, the generated ``/etc/hosts``, ``/etc/resolv.conf``
 and ``/etc/hostname`` and the step's mounts, then forks the command with the
-resolved user, Buildah's default capabilities and ``no_new_privs``. When the
+resolved user, its capabilities, rlimits and seccomp filter. When the
 command exits PID 1 kills whatever it left behind, unmounts, removes every
 mount point it had to create (restoring the parents' mtimes) and exits with
 the command's status (128+N for signal N). Mount points therefore never
 reach a layer, and an image without ``/etc`` does not gain one.
+
+Resources and security (``builder.executor.confinement`` decides, from the step's
+``RunSettings``): ``--volume`` binds (``O``: writable, the writes thrown away;
+``U``: the host directory given to the step's user first),
+capabilities (Buildah's default set, ``--cap-add``/``--cap-drop``), no_new_privs
+only with ``--security-opt no-new-privileges``, the default or given seccomp
+profile as a BPF filter, ``--ulimit``, ``--device`` nodes bound into ``/dev``, the
+size of ``/dev/shm``, PID/IPC/UTS namespaces private, the host's or joined
+(``--pid``, ``--ipc``, ``--uts``), a cgroup namespace with ``--cgroupns private``,
+a user namespace of the step's own (``--userns``, id maps: the root is then an
+idmapped mount, so files keep their ids in the layer), and a cgroup with the
+limits of ``--memory`` and the CPU flags (``builder.executor.cgroups``), joined
+before the helper starts anything and shown read-only at ``/sys/fs/cgroup``.
 
 Network (``builder.executor.network``): ``host`` shares the host's network,
 ``ns:PATH`` joins a namespace, ``none`` gets a new one with only loopback, and
@@ -22,7 +35,8 @@ and stops the stack when the step ends. Proxy variables from the caller's
 environment (HTTP_PROXY and the rest) reach the step unless ``--http-proxy=false``;
 they are added here, so they never reach an image's config, history or cache key.
 
-``isolation="oci"`` writes an OCI runtime bundle and runs ``runc``.
+``isolation="oci"`` writes an OCI runtime bundle with the same settings and runs
+``runc`` (or ``--runtime``, with ``--runtime-flag`` and ``--hooks-dir`` hooks).
 """
 
 from __future__ import annotations
@@ -38,32 +52,34 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from builder.errors import SandboxError
+from builder.errors import SandboxError, UsageError
 from builder.rootfs.paths import resolve_in_root  # at the top: PID 1 imports nothing after pivot
-from builder.runsettings import RunSettings
+from builder.runsettings import IdMapping, RunSettings
 
 if TYPE_CHECKING:
+    from builder.executor.cgroups import StepCgroup
+    from builder.executor.confinement import Confinement
     from builder.executor.network import Network, RunningStack
+    from builder.executor.users import ResolvedUser
 
-__all__ = ["MountSpec", "RunSpec", "run_in_sandbox", "DEFAULT_CAPABILITIES"]
+__all__ = ["MountSpec", "RunSpec", "run_in_sandbox"]
 
-DEFAULT_CAPABILITIES = {
-    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
-    "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
-    "CAP_SYS_CHROOT": 18, "CAP_SETFCAP": 31,
-}
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWCGROUP = 0x02000000
 _CLONE_NEWUTS = 0x04000000
 _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
+_NAMESPACE_FLAGS = {"pid": _CLONE_NEWPID, "ipc": _CLONE_NEWIPC, "uts": _CLONE_NEWUTS,
+                    "cgroup": _CLONE_NEWCGROUP, "net": _CLONE_NEWNET}
 _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -85,7 +101,8 @@ class MountSpec:
     thrown away (a private copy). ``sharing`` applies to caches: shared,
     private or locked. ``hidden`` lists paths below a bind's source (relative to it)
     that the step must not see: the ignore file's exclusions in a bind of the context
-    (``builder.executor.contextview``).
+    (``builder.executor.contextview``). ``options`` are a volume's nosuid, nodev, noexec
+    and bind.
     """
 
     type: str
@@ -101,13 +118,14 @@ class MountSpec:
     data: bytes | None = None
     env: str | None = None
     hidden: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # a volume's nosuid, nodev, noexec; bind (not recursive)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """What to run and how; ``user`` is a USER value resolved inside the root;
-    ``settings`` holds the network mode (``settings.network``) and the rest of
-    what ``--network``, ``--dns``, ``--add-host`` and ``--http-proxy`` set."""
+    ``settings`` holds the network mode (``settings.network``) and the rest of what
+    the RUN flags set (volumes, capabilities, limits, namespaces ...)."""
 
     argv: list[str]
     env: list[str]
@@ -122,30 +140,75 @@ class RunSpec:
 
 def run_in_sandbox(root: Path, spec: RunSpec) -> int:
     """Run ``spec`` in ``root``; returns the exit status (128+N for signal N)."""
-    from builder.executor.network import (
-        check_settings,
-        debug,
-        debugging,
-        parse_mode,
-        plan_network,
-    )
+    from builder.executor.confinement import check_run_settings, plan
+    from builder.executor.network import debug, debugging, parse_mode, plan_network
 
     if not spec.argv:
         raise SandboxError("running step: no command given")
     if spec.isolation not in ("chroot", "oci"):
         raise SandboxError(f"running step: unknown isolation {spec.isolation!r}")
-    network = plan_network(parse_mode(check_settings(spec.settings).network))
+    settings = check_run_settings(spec.settings)
+    network = plan_network(parse_mode(settings.network))
     if debugging():
         debug(f"network: {network.describe()}")
+    confinement = plan(settings)
+    if confinement.namespaces["uts"] != "new":  # the host's (or a joined) host name
+        import socket
+
+        spec = replace(spec, hostname=socket.gethostname())
+    spec = replace(spec, settings=settings)
     root = Path(os.path.realpath(root))
     from builder.executor.users import resolve_user_in_root
 
     user = resolve_user_in_root(root, spec.user)
+    wanted = [*_volume_mounts(settings, user, confinement), *spec.mounts]
+    targets = [m.target for m in wanted if m.target]
+    for target in targets:
+        if targets.count(target) > 1:
+            raise UsageError(f"mounting {target}: more than one volume or RUN --mount uses "
+                             "this target")
     with ExitStack() as stack:
-        mounts = [stack.enter_context(_prepared(m)) for m in spec.mounts]
+        mounts = [stack.enter_context(_prepared(m)) for m in wanted]
         if spec.isolation == "oci":
-            return _run_oci(root, spec, user, mounts, network)
-        return _run_chroot(root, spec, user, mounts, network)
+            return _run_oci(root, spec, user, mounts, network, confinement)
+        return _run_chroot(root, spec, user, mounts, network, confinement)
+
+
+def _volume_mounts(settings: RunSettings, user: ResolvedUser,
+                   confinement: Confinement) -> list[MountSpec]:
+    """The ``--volume`` binds; ``U`` gives the host directory to the step's user (its
+    ids as the host sees them) first, as Buildah does."""
+    out = []
+    for volume in settings.volumes:
+        source = Path(os.path.realpath(volume.source))
+        if volume.chown:
+            uid, gid = user.uid, user.gid
+            step_ns = confinement.user_namespace
+            if step_ns is not None and not step_ns.path:
+                uid = _outside(step_ns.uid_map, uid)
+                gid = _outside(step_ns.gid_map, gid)
+            _chown_tree(source, uid, gid)
+        out.append(MountSpec("bind", source, volume.target, readonly=volume.readonly,
+                             discard_writes=volume.overlay, options=volume.options))
+    return out
+
+
+def _outside(maps: tuple[IdMapping, ...], value: int) -> int:
+    for m in maps:
+        if m.container <= value < m.container + m.size:
+            return m.host + value - m.container
+    return value
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    try:
+        os.lchown(path, uid, gid)
+        if path.is_dir() and not path.is_symlink():
+            for directory, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    os.lchown(os.path.join(directory, name), uid, gid)
+    except OSError as exc:
+        raise SandboxError(f"changing the owner of volume {path} (U): {exc.strerror}") from exc
 
 
 def _env_with_defaults(spec: RunSpec, home: str, mounts: list[MountSpec]) -> list[str]:
@@ -244,8 +307,6 @@ def _prepared(mount: MountSpec) -> Iterator[MountSpec]:
 
 
 def _replace(mount: MountSpec, **changes: object) -> MountSpec:
-    from dataclasses import replace
-
     return replace(mount, **changes)  # type: ignore[arg-type]
 
 
@@ -256,26 +317,29 @@ def _mount_json(mount: MountSpec) -> dict[str, object]:
     return out
 
 
-def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
-                network: Network) -> int:
+def _run_chroot(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpec],
+                network: Network, confinement: Confinement) -> int:
     from builder import userns
-    from builder.executor.users import ResolvedUser
 
-    assert isinstance(user, ResolvedUser)
     rootless = os.geteuid() != 0  # no user namespace yet: the step makes its own
     mode = network.mode
+    namespaces = {**confinement.namespaces,
+                  "net": "new" if mode.own_namespace else mode.path or "host"}
     config = {
         "root": os.fspath(root), "argv": spec.argv,
         "env": _env_with_defaults(spec, user.home, mounts), "cwd": spec.cwd or "/",
         "uid": user.uid, "gid": user.gid, "groups": list(user.groups),
         "hostname": spec.hostname, "rootless": rootless,
-        "userns": rootless or userns.inside(),
-        "netns": "new" if mode.own_namespace else mode.path or "host",
+        "userns": rootless or userns.inside() or confinement.user_namespace is not None,
         "stack": bool(network.tool),
         "mounts": [_mount_json(m) for m in mounts],
         "files": {k: base64.b64encode(v).decode()
                   for k, v in _etc_files(root, spec, network).items()},
+        **confinement.helper_config(), "namespaces": namespaces,
     }
+    step_cgroup = _step_cgroup(spec.settings)
+    if step_cgroup is not None:
+        config["cgroup_mounts"] = step_cgroup.mounts()
     config_r, config_w = os.pipe()
     err_r, err_w = os.pipe()
     sync_parent_r, sync_child_w = os.pipe()
@@ -289,11 +353,15 @@ def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]
     except OSError as exc:
         for fd in (*fds, config_w, err_r, sync_parent_r, sync_parent_w):
             os.close(fd)
+        if step_cgroup is not None:
+            step_cgroup.remove()
         raise SandboxError(f"starting sandbox: {exc.strerror}") from exc
     for fd in fds:
         os.close(fd)
     stack = None
     try:
+        if step_cgroup is not None:  # before the helper reads its config and forks
+            step_cgroup.join(proc.pid)
         with os.fdopen(config_w, "w") as pipe:
             json.dump(config, pipe)
         if rootless:
@@ -310,11 +378,23 @@ def _run_chroot(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec]
             stack.stop()
         os.close(sync_parent_r)
         os.close(sync_parent_w)
+        if step_cgroup is not None:
+            step_cgroup.remove()
     with os.fdopen(err_r, "rb") as pipe:
         error = pipe.read().decode(errors="replace").strip()
     if error:
         raise SandboxError(f"setting up sandbox: {error}")
     return 128 - status if status < 0 else status
+
+
+def _step_cgroup(settings: RunSettings) -> StepCgroup | None:
+    if not settings.needs_cgroup:
+        return None
+    import secrets
+
+    from builder.executor.cgroups import create
+
+    return create(settings, secrets.token_hex(6))
 
 
 def _connect(network: Network, pid: int, sync_r: int, sync_w: int) -> RunningStack | None:
@@ -332,36 +412,94 @@ def _connect(network: Network, pid: int, sync_r: int, sync_w: int) -> RunningSta
     return stack
 
 
-def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
-             network: Network) -> int:
-    """Run the step with runc from a generated OCI runtime bundle."""
+def _runtime(settings: RunSettings) -> str:
+    """The OCI runtime: ``--runtime`` (a path or a name on PATH), ``$BUILDAH_RUNTIME``,
+    or runc."""
+    wanted = settings.runtime or os.environ.get("BUILDAH_RUNTIME") or "runc"
+    found = wanted if "/" in wanted else shutil.which(wanted)
+    if found is None or not os.access(found, os.X_OK):
+        raise SandboxError(f"running step with oci isolation: runtime {wanted} not found",
+                           hint="install runc, name another with --runtime, or use "
+                                "--isolation chroot")
+    return found
+
+
+def _oci_namespaces(confinement: Confinement) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = [{"type": "mount"}]
+    for kind in ("pid", "ipc", "uts", "cgroup"):
+        value = confinement.namespaces[kind]
+        if value == "new":
+            out.append({"type": kind})
+        elif value != "host":
+            out.append({"type": kind, "path": value})
+    step_ns = confinement.user_namespace
+    if step_ns is not None:
+        out.append({"type": "user", "path": step_ns.path} if step_ns.path else {"type": "user"})
+    return out
+
+
+def _oci_process(spec: RunSpec, user: ResolvedUser, mounts: list[MountSpec],
+                 confinement: Confinement) -> dict[str, Any]:
+    caps = list(confinement.capabilities)
+    process: dict[str, Any] = {
+        "terminal": False, "args": spec.argv, "cwd": spec.cwd or "/",
+        "env": _env_with_defaults(spec, user.home, mounts),
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.groups)},
+        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": confinement.no_new_privileges,
+        "rlimits": [{"type": limit.resource, "soft": _oci_limit(limit.soft),
+                     "hard": _oci_limit(limit.hard)} for limit in confinement.rlimits],
+    }
+    if confinement.apparmor:
+        process["apparmorProfile"] = confinement.apparmor
+    return process
+
+
+def _oci_limit(value: int) -> int:
+    return 2 ** 64 - 1 if value == -1 else value
+
+
+def _run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpec],
+             network: Network, confinement: Confinement) -> int:
+    """Run the step with runc (or ``--runtime``) from a generated OCI runtime bundle."""
     import tempfile
     import uuid
 
-    from builder.executor.users import ResolvedUser
-
-    assert isinstance(user, ResolvedUser)
     from builder import userns
+    from builder.executor.cgroups import StepCgroup, missing_parents, oci_resources
+    from builder.executor.ocihooks import hooks_for
 
-    runc = shutil.which("runc")
-    if runc is None or os.geteuid() != 0 or userns.inside():
-        raise SandboxError("running step with oci isolation: needs runc and root",
+    settings = spec.settings
+    runtime = _runtime(settings)
+    if os.geteuid() != 0 or userns.inside():
+        raise SandboxError("running step with oci isolation: needs root",
                            hint="rootless builds use --isolation chroot")
     bundle = Path(tempfile.mkdtemp(prefix="pybuild-oci-"))
     holder: subprocess.Popen[bytes] | None = None
     stack: RunningStack | None = None
+    name = f"pybuild-{uuid.uuid4().hex[:12]}"
+    made: list[Path] = []
     try:
+        shm: dict[str, object] = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                                  "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                                              f"size={confinement.shm_size}"]}
+        if confinement.namespaces["ipc"] == "host":
+            shm = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                   "options": ["rbind", "rw"]}
         oci_mounts: list[dict[str, object]] = [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
             {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            shm,
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
              "options": ["nosuid", "noexec", "nodev", "ro"]},
         ]
+        if settings.needs_cgroup:
+            oci_mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                               "source": "cgroup",
+                               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
         files = dict(_etc_files(root, spec, network))
         for m in mounts:
             if m.type == "secret" and m.target and m.data is not None:
@@ -370,9 +508,11 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
                 oci_mounts.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
                                    "options": ["nosuid", "nodev"]})
             elif m.source is not None:
+                extra = [o for o in m.options if o in ("nosuid", "nodev", "noexec")]
                 oci_mounts.append({"destination": m.target, "type": "bind",
                                    "source": os.fspath(m.source),
-                                   "options": ["rbind", "ro" if m.readonly else "rw"]})
+                                   "options": ["bind" if "bind" in m.options else "rbind",
+                                               "ro" if m.readonly else "rw", *extra]})
         for index, (target, data) in enumerate(files.items()):
             staged = bundle / f"file-{index}"
             staged.write_bytes(data)
@@ -380,9 +520,10 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
             staged.chmod(0o400 if secret else 0o644)
             oci_mounts.append({"destination": target, "type": "bind", "source": str(staged),
                                "options": ["bind", "ro" if secret else "rw"]})
-        missing = _missing_points(root, [str(m["destination"]) for m in oci_mounts], resolve_in_root)
-        caps = sorted(DEFAULT_CAPABILITIES)
-        namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+        points = [str(m["destination"]) for m in oci_mounts]
+        points += [d.target for d in confinement.devices]
+        missing = _missing_points(root, points, resolve_in_root)
+        namespaces = _oci_namespaces(confinement)
         if network.mode.kind == "ns":
             namespaces.append({"type": "network", "path": network.mode.path})
         elif network.tool:  # a namespace held open while the stack connects it
@@ -393,32 +534,55 @@ def _run_oci(root: Path, spec: RunSpec, user: object, mounts: list[MountSpec],
             namespaces.append({"type": "network", "path": f"/proc/{holder.pid}/ns/net"})
         elif network.mode.own_namespace:
             namespaces.append({"type": "network"})
-        config = {
-            "ociVersion": "1.0.2",
-            "process": {
-                "terminal": False, "args": spec.argv, "cwd": spec.cwd or "/",
-                "env": _env_with_defaults(spec, user.home, mounts),
-                "user": {"uid": user.uid, "gid": user.gid,
-                         "additionalGids": list(user.groups)},
-                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-                "noNewPrivileges": True,
-            },
-            "root": {"path": os.fspath(root), "readonly": False},
-            "hostname": spec.hostname,
-            "mounts": oci_mounts,
-            "linux": {"namespaces": namespaces,
-                      "maskedPaths": list(_MASKED_PROC),
-                      "readonlyPaths": list(_READONLY_PROC)},
+        linux: dict[str, Any] = {
+            "namespaces": namespaces, "maskedPaths": list(_MASKED_PROC),
+            "readonlyPaths": list(_READONLY_PROC),
+            "devices": [{"path": d.target, "type": d.kind, "major": d.major, "minor": d.minor,
+                         "fileMode": d.mode, "uid": d.uid, "gid": d.gid}
+                        for d in confinement.devices],
         }
+        resources: dict[str, Any] = dict(oci_resources(settings))
+        if confinement.devices:
+            resources["devices"] = [{"allow": True, "type": d.kind, "major": d.major,
+                                     "minor": d.minor, "access": d.permissions}
+                                    for d in confinement.devices]
+        if resources:
+            linux["resources"] = resources
+        if settings.cgroup_parent:
+            linux["cgroupsPath"] = f"/{settings.cgroup_parent.strip('/')}/{name}"
+            made = missing_parents(settings.cgroup_parent)
+        if confinement.seccomp is not None:
+            linux["seccomp"] = confinement.seccomp
+        step_ns = confinement.user_namespace
+        if step_ns is not None and not step_ns.path:
+            linux["uidMappings"] = [{"containerID": m.container, "hostID": m.host,
+                                     "size": m.size} for m in step_ns.uid_map]
+            linux["gidMappings"] = [{"containerID": m.container, "hostID": m.host,
+                                     "size": m.size} for m in step_ns.gid_map]
+        config: dict[str, Any] = {
+            "ociVersion": "1.0.2",
+            "process": _oci_process(spec, user, mounts, confinement),
+            "root": {"path": os.fspath(root), "readonly": False},
+            "mounts": oci_mounts,
+            "linux": linux,
+        }
+        if settings.hooks_dirs:
+            hooks = hooks_for(settings.hooks_dirs, spec.argv[0], {},
+                              any(m.type == "bind" for m in mounts))
+            if hooks:
+                config["hooks"] = hooks
+        if confinement.namespaces["uts"] == "new":
+            config["hostname"] = spec.hostname
         (bundle / "config.json").write_text(json.dumps(config))
+        flags = [f"--{flag.lstrip('-')}" for flag in settings.runtime_flags]
         status = subprocess.run(
-            [runc, "--root", str(bundle / "state"), "run", "--bundle", str(bundle),
-             f"pybuild-{uuid.uuid4().hex[:12]}"],
-            stdin=None if spec.stdin else subprocess.DEVNULL,
+            [runtime, *flags, "--root", str(bundle / "state"), "run", "--bundle", str(bundle),
+             name], stdin=None if spec.stdin else subprocess.DEVNULL,
         ).returncode
         _remove_points(missing)
         return 128 - status if status < 0 else status
     finally:
+        StepCgroup(created=made).remove()
         if stack is not None:
             stack.stop()
         if holder is not None:
@@ -525,6 +689,7 @@ def _map_ids(pid: int, sync_r: int, sync_w: int) -> None:
 def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
     # everything PID 1 needs is imported now: the host's library path is gone after pivot_root
     import fcntl  # noqa: F401
+    import resource  # noqa: F401
     import socket  # noqa: F401
     import struct  # noqa: F401
 
@@ -533,33 +698,61 @@ def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
     with os.fdopen(config_fd) as pipe:
         config = json.load(pipe)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    netns = config["netns"]
+    namespaces: dict[str, str] = config["namespaces"]
+    joins: dict[str, int] = {}
+    action = "creating namespaces"
     try:
         syscalls.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        joined = os.open(netns, os.O_RDONLY | os.O_CLOEXEC) if netns.startswith("/") else -1
+        for kind, value in namespaces.items():
+            if value.startswith("/"):
+                action = f"opening {kind} namespace {value}"
+                joins[kind] = os.open(value, os.O_RDONLY | os.O_CLOEXEC)
+        action = "creating namespaces"
         if config["rootless"]:
             syscalls.unshare(_CLONE_NEWUSER)
             os.write(sync_w, b"u")
             if os.read(sync_r, 1) != b"k":
                 return 125
-        if joined >= 0:
-            try:
-                syscalls.setns(joined, _CLONE_NEWNET)
-            except OSError as exc:
-                os.write(err_fd, f"joining network namespace {netns}: {exc.strerror}".encode())
-                return 125
-            finally:
-                os.close(joined)
-        flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
-        if netns == "new":
-            flags |= _CLONE_NEWNET
+        user = config["user"]
+        user_fd = -1
+        if user is not None:
+            action = "creating the step's user namespace"
+            user_fd = (os.open(user["path"], os.O_RDONLY | os.O_CLOEXEC) if user["path"]
+                       else _new_userns(user))
+            if not user["identity"]:
+                action = "mapping the root's ids for the step's user namespace"
+                syscalls.unshare(_CLONE_NEWNS)
+                syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+                try:
+                    syscalls.idmapped_clone(config["root"], user_fd)
+                except OSError as exc:
+                    os.write(err_fd, _idmap_error(exc).encode())
+                    return 125
+                # entered now: the step's root may not pass the directories above it
+                os.chdir(config["root"])
+                config["root_ready"] = True
+        for kind, fd in joins.items():
+            action = f"joining {kind} namespace {namespaces[kind]}"
+            syscalls.setns(fd, _NAMESPACE_FLAGS[kind])
+            os.close(fd)
+        if user_fd >= 0:
+            action = "entering the step's user namespace"
+            syscalls.setns(user_fd, _CLONE_NEWUSER)
+            os.close(user_fd)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        action = "creating namespaces"
+        flags = _CLONE_NEWNS
+        for kind, value in namespaces.items():
+            if value == "new":
+                flags |= _NAMESPACE_FLAGS[kind]
         syscalls.unshare(flags)
         if config["stack"]:  # the caller connects our network namespace, then says go
             os.write(sync_w, b"n")
             if os.read(sync_r, 1) != b"g":
                 return 125
     except OSError as exc:
-        os.write(err_fd, f"creating namespaces: {exc.strerror}".encode())
+        os.write(err_fd, f"{action}: {exc.strerror or exc}".encode())
         return 125
     finally:
         os.close(sync_w)
@@ -578,8 +771,52 @@ def _helper(config_fd: int, err_fd: int, sync_w: int, sync_r: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def _idmap_error(exc: OSError) -> str:
+    why = {errno.EINVAL: "the root's file system cannot be idmapped (an overlay cannot be: "
+                         "use --storage-driver vfs for a step with id maps)",
+           errno.EPERM: "an ordinary user cannot idmap files of the host's file system",
+           errno.ENOSYS: "this kernel has no idmapped mounts (Linux 5.12 or later)"}
+    return (f"giving the step its own id maps (--userns-uid-map, --userns-gid-map): "
+            f"{why.get(exc.errno or 0, exc.strerror or str(exc))}")
+
+
+def _new_userns(user: dict[str, Any]) -> int:
+    """A user namespace with the step's id maps (written by us, its parent); its fd."""
+    from builder.rootfs import syscalls
+
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            syscalls.unshare(_CLONE_NEWUSER)
+            os.write(ready_w, b"x")
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"x":
+            raise OSError(errno.EPERM, "unshare failed")
+        for kind in ("uid", "gid"):
+            lines = "".join(f"{c} {h} {n}\n" for c, h, n in user[f"{kind}_map"])
+            with open(f"/proc/{child}/{kind}_map", "wb") as f:
+                f.write(lines.encode())
+        return os.open(f"/proc/{child}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(child, 0)
+
+
 class _Init:
-    """PID 1 of the step's PID namespace."""
+    """PID 1 of the step's PID namespace (with ``--pid host`` or a joined namespace, a
+    subreaper that ends its descendants instead)."""
 
     def __init__(self, config: dict, err_fd: int) -> None:  # type: ignore[type-arg]
         from builder.rootfs import syscalls
@@ -594,6 +831,9 @@ class _Init:
 
     def run(self) -> int:
         self.sys.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        own_pids = self.config["namespaces"]["pid"] == "new"
+        if not own_pids:
+            self.sys.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
@@ -613,10 +853,13 @@ class _Init:
                 code = os.waitstatus_to_exitcode(status)
                 code = 128 - code if code < 0 else code
                 break
-        try:
-            os.kill(-1, signal.SIGKILL)  # everything the step left running
-        except ProcessLookupError:
-            pass
+        if own_pids:
+            try:
+                os.kill(-1, signal.SIGKILL)  # everything the step left running
+            except ProcessLookupError:
+                pass
+        else:
+            _kill_descendants()
         while True:
             try:
                 os.waitpid(-1, 0)
@@ -679,33 +922,49 @@ class _Init:
         self.sys.mount(source, target, fstype, flags, data)
         self.mounted.append(target)
 
-    def bind(self, source: str, target: str, readonly: bool, recursive: bool = False) -> None:
+    def bind(self, source: str, target: str, readonly: bool, recursive: bool = False,
+             options: tuple[str, ...] = ()) -> None:
+        """Bind ``source`` on ``target``; ``options`` may add nosuid, nodev, noexec."""
         s = self.sys
         self.mount(source, target, None, s.MS_BIND | (s.MS_REC if recursive else 0))
-        if readonly:
+        extra = sum(flag for name, flag in (("nosuid", s.MS_NOSUID), ("nodev", s.MS_NODEV),
+                                            ("noexec", s.MS_NOEXEC)) if name in options)
+        if readonly or extra:
             vfs = os.statvfs(target)
             keep = sum(flag for bit, flag in ((os.ST_NOSUID, s.MS_NOSUID),
                                                (os.ST_NODEV, s.MS_NODEV),
-                                               (os.ST_NOEXEC, s.MS_NOEXEC))
+                                               (os.ST_NOEXEC, s.MS_NOEXEC),
+                                               (os.ST_RDONLY, s.MS_RDONLY))
                        if vfs.f_flag & bit)
-            s.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | s.MS_RDONLY | keep)
+            s.mount(None, target, None, s.MS_REMOUNT | s.MS_BIND | keep | extra
+                    | (s.MS_RDONLY if readonly else 0))
 
     def setup(self) -> None:
         s, config = self.sys, self.config
         root = config["root"]
         s.mount(None, "/", None, s.MS_REC | s.MS_PRIVATE)
-        s.mount(root, root, None, s.MS_BIND | s.MS_REC)
-        os.chdir(root)
-        st = os.stat(root)
+        if config.get("root_ready"):  # an idmapped root we are in, whose parents the
+            tree = s.clone_tree(".")    # step's root may not pass: a fresh (unlocked) copy
+            s.attach_tree(tree, ".")    # of it on itself, entered through its fd
+            os.fchdir(tree)
+            os.close(tree)
+        else:
+            s.mount(root, root, None, s.MS_BIND | s.MS_REC)
+            os.chdir(root)
+        st = os.stat(".")
         self.parent_times["/"] = (st.st_atime_ns, st.st_mtime_ns)
-        if not self.own_dir(root + _OLD_ROOT):
+        # relative: an idmapped root is entered by its fd, its absolute path not walkable
+        if not self.own_dir("." + _OLD_ROOT):
             self.created.append((_OLD_ROOT, True))
         s.pivot_root(".", _OLD_ROOT.lstrip("/"))
         os.chdir("/")
         old = _OLD_ROOT
         proc = self.inside("/proc")
         self.point(proc, True)
-        self.mount("proc", proc, "proc", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+        try:
+            self.mount("proc", proc, "proc", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
+        except OSError:  # a PID namespace this user namespace does not own (--pid host)
+            self.bind(old + "/proc", proc, readonly=False, recursive=True)
         self.setup_dev(old)
         sys_dir = self.inside("/sys")
         self.point(sys_dir, True)
@@ -714,6 +973,7 @@ class _Init:
                        s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
         except OSError:
             self.bind(old + "/sys", sys_dir, readonly=True, recursive=True)
+        self.setup_cgroups(old)
         if not self.own_dir(_STAGE):
             self.created.append((_STAGE, True))
         self.mount("tmpfs", _STAGE, "tmpfs", s.MS_NOSUID | s.MS_NODEV, "mode=700")
@@ -732,8 +992,9 @@ class _Init:
         s.umount(_STAGE, s.MNT_DETACH)
         s.umount(old, s.MNT_DETACH)
         self.mounted = [m for m in self.mounted if m != _STAGE]
-        s.sethostname(config["hostname"])
-        if config["netns"] == "new":
+        if config["namespaces"]["uts"] == "new":
+            s.sethostname(config["hostname"])
+        if config["namespaces"]["net"] == "new":
             _loopback_up()
         os.makedirs(config["cwd"], 0o755, exist_ok=True)
         self.setup_mtimes = {p: os.stat(p).st_mtime_ns for p in self.parent_times}
@@ -766,11 +1027,38 @@ class _Init:
             s.mount("devpts", "/dev/pts", "devpts", s.MS_NOSUID | s.MS_NOEXEC, options)
         os.symlink("pts/ptmx", "/dev/ptmx")
         os.mkdir("/dev/shm", 0o1777)
-        s.mount("shm", "/dev/shm", "tmpfs", s.MS_NOSUID | s.MS_NODEV, "mode=1777,size=65536k")
+        if self.config["namespaces"]["ipc"] == "host":  # the host's shared memory
+            s.mount(f"{old}/dev/shm", "/dev/shm", None, s.MS_BIND | s.MS_REC)
+        else:
+            s.mount("shm", "/dev/shm", "tmpfs", s.MS_NOSUID | s.MS_NODEV,
+                    f"mode=1777,size={self.config['shm']}")
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                              ("core", "/proc/kcore")):
             os.symlink(target, f"/dev/{name}")
+        for device in self.config["devices"]:  # --device: the host's node, bound
+            target = self.inside(device["target"])
+            if not self.point(target, False):
+                raise OSError(errno.ENOENT, f"device target {device['target']} is a dangling "
+                              "symlink")
+            self.mount(old + device["source"], target, None, s.MS_BIND)
+
+    def setup_cgroups(self, old: str) -> None:
+        """The step's cgroup, read-only at /sys/fs/cgroup (v2) or /sys/fs/cgroup/NAME (v1)."""
+        s = self.sys
+        mounts = self.config.get("cgroup_mounts") or []
+        if not mounts or not os.path.isdir("/sys/fs/cgroup"):
+            return
+        if len(mounts) == 1 and mounts[0][0] == "":
+            self.bind(old + mounts[0][1], "/sys/fs/cgroup", readonly=True)
+            return
+        self.mount("cgroup", "/sys/fs/cgroup", "tmpfs", s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC,
+                   "mode=755")
+        for name, host in mounts:
+            os.mkdir(f"/sys/fs/cgroup/{name}", 0o755)
+            self.bind(old + host, f"/sys/fs/cgroup/{name}", readonly=True)
+        s.mount(None, "/sys/fs/cgroup", None,
+                s.MS_REMOUNT | s.MS_RDONLY | s.MS_NOSUID | s.MS_NODEV | s.MS_NOEXEC)
 
     def setup_mount(self, mount: dict, old: str) -> None:  # type: ignore[type-arg]
         s, kind, target = self.sys, mount["type"], mount["target"]
@@ -792,16 +1080,29 @@ class _Init:
         source = old + mount["source"]
         if not self.point(target, os.path.isdir(source)):
             raise OSError(errno.ENOENT, f"mount target {target} is a dangling symlink")
-        self.bind(source, target, readonly=mount["readonly"], recursive=True)
+        self.bind(source, target, readonly=mount["readonly"],
+                  recursive="bind" not in mount["options"], options=tuple(mount["options"]))
 
     # the command
 
     def exec_command(self) -> None:
+        import resource
+
         config = self.config
+        action = "preparing to run"
         try:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
-            keep = sum(1 << bit for bit in DEFAULT_CAPABILITIES.values())
+            for number, soft, hard, text in config["rlimits"]:  # while we may raise them
+                action = f"setting --ulimit {text}"
+                try:
+                    resource.setrlimit(number, (soft, hard))
+                except ValueError as exc:
+                    raise OSError(errno.EPERM, f"{exc} (the current hard limit is "
+                                  f"{resource.getrlimit(number)[1]}; raising it needs "
+                                  "root with CAP_SYS_RESOURCE)") from None
+            action = "preparing to run"
+            keep = config["caps"]
             last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
             for cap in range(last + 1):
                 if not keep & (1 << cap):
@@ -813,13 +1114,21 @@ class _Init:
                 if not config["userns"]:
                     raise
             os.setresgid(config["gid"], config["gid"], config["gid"])
+            if config["apparmor"]:
+                action = f"applying AppArmor profile {config['apparmor']}"
+                _apparmor_exec(config["apparmor"])
+            if config["seccomp"]:  # after this only what the profile allows
+                action = "installing the seccomp filter"
+                self.sys.seccomp_filter(base64.b64decode(config["seccomp"]))
+            action = "preparing to run"
             os.setresuid(config["uid"], config["uid"], config["uid"])
             if config["uid"] == 0:
                 self.sys.capset(keep, keep, 0)
-            self.sys.prctl(_PR_SET_NO_NEW_PRIVS, 1)
+            if config["nnp"]:
+                self.sys.prctl(_PR_SET_NO_NEW_PRIVS, 1)
             os.chdir(config["cwd"])
         except OSError as exc:
-            os.write(2, f"pybuild: preparing to run: {exc}\n".encode())
+            os.write(2, f"pybuild: {action}: {exc.strerror or exc}\n".encode())
             os._exit(125)
         env = dict(item.partition("=")[::2] for item in config["env"])
         argv = config["argv"]
@@ -864,6 +1173,50 @@ class _Init:
                 os.utime(parent, ns=times, follow_symlinks=False)
             except OSError:
                 pass
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every process below this one, until none is left (we are a subreaper, so
+    orphans come back to us)."""
+    while True:
+        found = []
+        pending = [os.getpid()]
+        while pending:
+            pid = pending.pop()
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:  # binary: no codec can be loaded after pivot_root
+                    with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                        children = [int(c) for c in f.read().split()]
+                except (OSError, ValueError):
+                    continue
+                found += children
+                pending += children
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(-1, 0)  # at least one gone; the rest are found again or reaped later
+        except ChildProcessError:
+            pass
+
+
+def _apparmor_exec(profile: str) -> None:
+    """Have the next execve enter AppArmor ``profile``."""
+    for path in ("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"):
+        try:
+            with open(path, "wb") as f:
+                f.write(f"exec {profile}".encode())
+            return
+        except FileNotFoundError:
+            continue
 
 
 def _loopback_up() -> None:

@@ -38,6 +38,7 @@ from builder.cache.statcache import StatCache
 from builder.context import context_path
 from builder.errors import ContainerfileError, PybuildError, StepError
 from builder.executor import config as cfg
+from builder.executor.confinement import settings_key
 from builder.executor.copier import CopyRequest, SourceTree, check_chmod, source_paths
 from builder.executor.effects import Effects, RunStep, StageResult
 from builder.executor.gitsource import split_git_sources
@@ -478,8 +479,9 @@ class StageExecutor:
 
     def prepare_run(self, ins: m.Instruction, position: int | None
                     ) -> tuple[str, Callable[[], bool]]:
-        """The key of a RUN: its command, environment, user, network, heredocs and mounts,
-        and the content of what it binds from the context or other stages."""
+        """The key of a RUN: its command, environment, user, network and what its other
+        settings decide (``confinement.settings_key``), heredocs and mounts, and the
+        content of what it binds from the context or other stages."""
         assert isinstance(ins, m.RunInstruction)
         step = self.run_step(ins, position)
         used: list[str] = []
@@ -497,7 +499,7 @@ class StageExecutor:
         key = self.fs_key(
             "RUN", ins.original, step.argv, sorted({**self.scope.values,
                                                    **self.state.env_map()}.items()),
-            step.cwd, step.user, step.settings.network, self.ctx.options.isolation,
+            step.cwd, step.user, settings_key(step.settings), self.ctx.options.isolation,
             step.preserve,
             [h.body for h in ins.heredocs], [dataclasses.asdict(mount) for mount, _ in step.mounts],
             used,

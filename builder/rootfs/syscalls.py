@@ -13,7 +13,7 @@ __all__ = [
     "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
     "MS_REC", "MS_REMOUNT", "MS_SLAVE",
     "mount", "umount", "pivot_root", "unshare", "setns", "sethostname", "prctl", "capset",
-    "syncfs",
+    "syncfs", "attach_tree", "clone_tree", "idmapped_clone", "seccomp_filter",
 ]
 
 MS_RDONLY = 0x1
@@ -29,6 +29,17 @@ MNT_DETACH = 0x2
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_OPEN_TREE = 428  # the same number on every architecture (new system calls)
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_OPEN_TREE_CLONE = 1
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_MOUNT_ATTR_IDMAP = 0x00100000
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 
 def _check(result: int, what: str) -> int:
@@ -116,3 +127,49 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         _Data(effective >> 32, permitted >> 32, inheritable >> 32),
     )
     _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def clone_tree(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (open_tree OPEN_TREE_CLONE,
+    recursive): an fd to attach with ``attach_tree``; its top mount is not locked."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, _b(path),
+                                _OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_RECURSIVE),
+                  f"open_tree {path}")
+
+
+def attach_tree(tree: int, path: str) -> None:
+    """Mount the detached tree ``tree`` on ``path`` (move_mount)."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, _b(path),
+                         _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+
+
+def idmapped_clone(path: str, userns_fd: int) -> None:
+    """Replace the mount tree at ``path`` with a copy whose ids are mapped by the user
+    namespace ``userns_fd`` (open_tree, mount_setattr with MOUNT_ATTR_IDMAP,
+    move_mount; Linux 5.12 and a file system that supports idmapped mounts)."""
+
+    class _MountAttr(ctypes.Structure):
+        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+    tree = clone_tree(path)
+    try:
+        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"", _AT_EMPTY_PATH | _AT_RECURSIVE,
+                             ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"idmapping {path}")
+        attach_tree(tree, path)
+    finally:
+        os.close(tree)
+
+
+def seccomp_filter(program: bytes) -> None:
+    """Install a classic BPF seccomp filter (``struct sock_filter`` array) on the calling
+    thread: prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)."""
+
+    class _Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _Program(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))

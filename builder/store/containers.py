@@ -45,7 +45,7 @@ from builder.executor.copier import (
     copy_into,
     download,
 )
-from builder.executor.sandbox import MountSpec, RunSpec, run_in_sandbox
+from builder.executor.sandbox import RunSpec, run_in_sandbox
 from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, image_layers, tree_entries, write_layer
 from builder.image.layout import write_atomic
@@ -69,7 +69,6 @@ __all__ = [
     "is_container",
     "list_containers",
     "mount_container",
-    "parse_volume",
     "remove_container",
     "rename_container",
     "run_container",
@@ -391,7 +390,7 @@ def _changes(store: Store, container: Container) -> list[LayerEntry]:
 def run_container(
     store: Store, ref: str, argv: Sequence[str], *, user: str | None = None,
     workdir: str | None = None, env: Sequence[str] = (), settings: RunSettings | None = None,
-    mounts: Sequence[MountSpec] = (), isolation: str = "chroot", hostname: str | None = None,
+    isolation: str = "chroot", hostname: str | None = None,
     stdin: bool = False,
 ) -> int:
     """Run ``argv`` in the working container (the sandbox RUN uses); writes persist.
@@ -409,7 +408,6 @@ def run_container(
         cwd=workdir or config.working_dir or "/",
         user=config.user if user is None else user, hostname=hostname or container.id[:12],
         settings=(settings or RunSettings()).merged_over(container.run_settings),
-        mounts=tuple(mounts),
         stdin=stdin, isolation=isolation,
     )
     with _container_lock(store, container), container_root(store, container) as root:
@@ -420,18 +418,6 @@ def run_container(
         current.created_by = created_by(" ".join(command), run=True)
         _save(store, current)
     return status
-
-
-def parse_volume(raw: str) -> MountSpec:
-    """``SRC:DST[:ro|rw]`` as a bind mount."""
-
-    parts = raw.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-        raise UsageError(f"parsing volume {raw!r}: expected SRC:DST[:ro|rw]")
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise UsageError(f"parsing volume {raw!r}: unknown option {mode!r}")
-    return MountSpec("bind", Path(parts[0]).resolve(), parts[1], readonly=mode == "ro")
 
 
 def _ensure_dir(root: Path, path: str) -> None:

@@ -92,3 +92,37 @@ def test_pull_verifies_local_transports(tmp_path, transport: str) -> None:
     assert session.store.images() == []
     image_id = session.pull(ref(good_layer(), "good"))
     assert [record.id for record in session.store.images()] == [image_id]
+
+
+def test_run_settings_of_builds_and_containers(bb: Pybuild, tmp_path: Path) -> None:
+    """RunSettings carries RUN's resource and security flags through the API as through
+    the CLI: a build's, a container's (from_image), and one run's (added to those)."""
+    from builder.runsettings import Ulimit, Volume
+
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    (volume / "in").write_text("from the host\n")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").write_text(
+        "FROM localhost/busybox\nRUN cat /v/in > /seen; ulimit -n >> /seen; "
+        "grep CapBnd /proc/self/status >> /seen\n")
+    session = builder.Session(bb.root)
+    settings = builder.RunSettings(volumes=(Volume.parse(f"{volume}:/v:ro"),),
+                                   ulimits=(Ulimit.parse("nofile=77"),), cap_drop=("ALL",))
+    session.build(builder.BuildRequest(context=context, tags=("api-settings",),
+                                       settings=settings))
+    ctr = session.from_image("localhost/api-settings",
+                             builder.FromOptions(settings=builder.RunSettings(
+                                 ulimits=(Ulimit.parse("nofile=55"),))))
+    ctr.run(["sh", "-c", "cp /seen /seen-build; cat /w/in > /run-saw; ulimit -n >> /run-saw"],
+            builder.RunOptions(volumes=(f"{volume}:/w",)))
+    root = ctr.mount()
+    try:
+        assert (root / "seen-build").read_text() == \
+            "from the host\n77\nCapBnd:\t0000000000000000\n"
+        assert (root / "run-saw").read_text() == "from the host\n55\n"
+        assert not (root / "v").exists() and not (root / "w").exists()
+    finally:
+        ctr.unmount()
+        ctr.remove()

@@ -24,15 +24,7 @@ from tests.conftest import REPO
 BUILDAH = shutil.which("buildah")
 _LINE = re.compile(r"^\s+(?:-(?P<short>\w), )?--(?P<long>[a-z0-9-]+)(?: (?P<value>\S+))?\s")
 
-RESOURCES = "RUN resources and security flags: the runflags.py follow-up"
-NOT_YET: dict[str, str] = {
-    **{name: RESOURCES for name in (
-        "volume", "cap-add", "cap-drop", "security-opt", "device", "ulimit", "shm-size",
-        "memory", "memory-swap", "cpu-period", "cpu-quota", "cpu-shares", "cpuset-cpus",
-        "cpuset-mems", "cgroup-parent", "pid", "ipc", "uts", "cgroupns", "userns",
-        "userns-uid-map", "userns-gid-map", "userns-uid-map-user", "userns-gid-map-group",
-        "runtime", "runtime-flag", "hooks-dir")},
-}
+NOT_YET: dict[str, str] = {}
 
 # a value pybuild's parser should take for an option of this name (else "x")
 SAMPLES = {"platform": "linux/arm64", "format": "oci", "isolation": "chroot",
@@ -40,7 +32,14 @@ SAMPLES = {"platform": "linux/arm64", "format": "oci", "isolation": "chroot",
            "retry-delay": "2s", "cache-ttl": "1h", "layers": "true", "tls-verify": "false",
            "compression": "none", "output": "type=local,dest=out",
            "build-context": "name=dir", "build-arg": "A=1", "label": "a=b",
-           "annotation": "a=b", "env": "A=1", "secret": "id=s,src=f"}
+           "annotation": "a=b", "env": "A=1", "secret": "id=s,src=f",
+           "volume": "/tmp:/data", "device": "/dev/null", "cap-add": "NET_ADMIN",
+           "cap-drop": "ALL", "security-opt": "no-new-privileges", "ulimit": "nofile=10",
+           "shm-size": "64m", "memory": "1g", "memory-swap": "-1", "cpu-period": "100000",
+           "cpu-quota": "50000", "cpu-shares": "512", "cpuset-cpus": "0", "cpuset-mems": "0",
+           "pid": "host", "ipc": "private", "uts": "host", "cgroupns": "private",
+           "userns": "host", "userns-uid-map": "0:100000:65536",
+           "userns-gid-map": "0:100000:65536", "hooks-dir": "/tmp", "runtime": "runc"}
 
 
 def buildah_options() -> list[tuple[str | None, str, bool]]:
