@@ -271,8 +271,13 @@ def test_compat_flags_accepted(tmp_path: Path, pybuild: Pybuild) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cret")
     context = _context(tmp_path, "FROM scratch\nLABEL a=b\n")
-    pybuild("bud", "-q", "--layers", "--no-cache", "--isolation", "chroot", "--network",
-            "none", "--secret", f"id=s,src={secret}", "-t", "x", context)
+    built = pybuild("bud", "-q", "--layers", "--no-cache", "--isolation", "chroot",
+                    "--network", "none", "--secret", f"id=s,src={secret}", "-t", "x", context)
+    config, tree = read_image(pybuild.root, "localhost/x:latest")
+    assert config["config"]["Labels"]["a"] == "b" and tree == {}
+    assert built.stdout.strip() == pybuild("images", "-q", "--no-trunc", "x").stdout.strip() \
+        .removeprefix("sha256:")
+    assert "s3cret" not in json.dumps(config)  # the secret is not in the config or history
 
 
 # COPY and ADD

@@ -4,8 +4,10 @@ base; owners and modes are read from the image (uid:gid mode)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -264,9 +266,6 @@ def test_double_star(with_busybox: Pybuild, tmp_path: Path, line: str,
 # and umoci read the layout. --format docker on push keeps it v2s2.
 
 def test_push_of_a_docker_image_to_an_oci_layout(with_busybox: Pybuild, tmp_path: Path) -> None:
-    import json
-    import subprocess
-
     build(with_busybox, tmp_path, "FROM localhost/busybox\nONBUILD RUN echo onbuild\n"
           "HEALTHCHECK --interval=5s CMD true\nLABEL a=b\nCMD [\"sh\"]\n", "--format", "docker",
           "--identity-label=false")
@@ -284,3 +283,25 @@ def test_push_of_a_docker_image_to_an_oci_layout(with_busybox: Pybuild, tmp_path
     index = json.loads((tmp_path / "v2s2" / "index.json").read_text())
     assert index["manifests"][0]["mediaType"] == \
         "application/vnd.docker.distribution.manifest.v2+json"
+
+
+# References the plan resolves once (issue 14): every --mount from= of a RUN, and --from
+# variables set by an ENV that names its own earlier value. Real builds, as a user runs them.
+
+def test_a_run_with_two_mounts_from_two_stages(with_busybox: Pybuild, tmp_path: Path) -> None:
+    _, tree = build(with_busybox, tmp_path,
+                    "FROM localhost/busybox AS a\nRUN echo A > /a.txt\n"
+                    "FROM localhost/busybox AS b\nRUN echo B > /b.txt\n"
+                    "FROM localhost/busybox\nRUN --mount=type=bind,from=a,target=/ma "
+                    "--mount=type=bind,from=b,target=/mb cat /ma/a.txt /mb/b.txt > /both\n")
+    assert tree["both"][4] == len("A\nB\n")
+
+
+def test_copy_from_names_the_stage_env_had_before_the_instruction(
+        with_busybox: Pybuild, tmp_path: Path) -> None:
+    config, tree = build(with_busybox, tmp_path,
+                         "FROM localhost/busybox AS a\nRUN echo a > /f\n"
+                         "FROM localhost/busybox AS x\nRUN echo x > /f\n"
+                         "FROM localhost/busybox\nENV S=a\nENV S=x T=$S\n"
+                         "COPY --from=$T /f /f\nRUN test \"$(cat /f)\" = a\n")
+    assert "T=a" in config["config"]["Env"] and "S=x" in config["config"]["Env"]
