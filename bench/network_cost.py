@@ -78,7 +78,8 @@ def stack_times(steps: int, tools: list[str]) -> dict[str, list[float]]:
 
 def step_times(root: Path, steps: int, modes: list[str]) -> dict[str, list[float]]:
     sys.path.insert(0, str(REPO))
-    from builder.executor.sandbox import RunSpec, run_in_sandbox
+    from builder.executor.runspec import RunSpec
+    from builder.executor.sandbox import run_in_sandbox
     from builder.runsettings import RunSettings
 
     times: dict[str, list[float]] = {mode: [] for mode in modes}

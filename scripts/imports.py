@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("builder.rootfs", "builder.fetch", "builder.userns"),
     # what steps do to a root file system: run in the sandbox, copy, config edits
     ("builder.executor.users", "builder.executor.config", "builder.executor.output",
-     "builder.executor.sandbox", "builder.executor.copier", "builder.executor.mounts",
+     "builder.executor.sandbox", "builder.executor.runspec", "builder.executor.pid1",
+     "builder.executor.ocirun", "builder.executor.copier", "builder.executor.mounts",
      "builder.executor.sshagent", "builder.executor.network", "builder.executor.contextview",
      # what RUN's resource and security flags become
      "builder.executor.confinement", "builder.executor.capabilities",

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace, options: GlobalOptions) -> int:
     from builder.commands import open_store
     from builder.commands.runflags import run_settings
     from builder.errors import UsageError
-    from builder.executor.sandbox import RunSpec, run_in_sandbox
+    from builder.executor.runspec import RunSpec
+    from builder.executor.sandbox import run_in_sandbox
     from builder.rootfs.workspace import Workspace
     from builder.store.containers import is_container
 

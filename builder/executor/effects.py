@@ -31,7 +31,8 @@ from builder.executor.copier import (
 )
 from builder.executor.gitsource import add_git_sources, split_git_sources
 from builder.executor.mounts import resolve_mounts
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.executor.sshagent import step_sockets
 from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, write_layer

@@ -14,7 +14,7 @@ from pathlib import Path
 from builder.errors import ContextError, StepError
 from builder.executor.contextview import mount_source
 from builder.executor.copier import SourceTree
-from builder.executor.sandbox import MountSpec
+from builder.executor.runspec import MountSpec
 from builder.executor.sshagent import DEFAULT_ID as DEFAULT_SSH_ID
 from builder.instructions.mounts import RunMount
 from builder.plan.graph import StageRef

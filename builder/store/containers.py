@@ -45,7 +45,8 @@ from builder.executor.copier import (
     copy_into,
     download,
 )
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.executor.users import copy_owner
 from builder.image.layer import Layer, LayerEntry, image_layers, tree_entries, write_layer
 from builder.image.layout import write_atomic

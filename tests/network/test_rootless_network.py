@@ -26,7 +26,8 @@ PYTHON = "/usr/bin/python3"  # readable by every user, unlike a per-user interpr
 CODE = """
 import sys
 from pathlib import Path
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.runsettings import RunSettings
 script = ("id -u; ls /sys/class/net; ip -4 -o addr show eth0 | grep -c inet; "
           "echo hello | nc -w 2 127.0.0.1 " + sys.argv[3] + "; "

@@ -11,7 +11,8 @@ import pytest
 
 from builder.errors import UsageError
 from builder.executor.capabilities import DEFAULT_CAPABILITIES, mask_of
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.runsettings import RunSettings
 
 pytestmark = pytest.mark.sandbox

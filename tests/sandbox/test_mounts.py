@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from builder.executor.mounts import resolve_mounts
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.instructions.mounts import parse_mount
 from builder.rootfs.workspace import Workspace, detect_driver
 from builder.store import Store

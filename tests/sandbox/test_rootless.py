@@ -19,7 +19,8 @@ PYTHON = "/usr/bin/python3"  # readable by every user, unlike a per-user interpr
 CODE = """
 import sys
 from pathlib import Path
-from builder.executor.sandbox import RunSpec, run_in_sandbox
+from builder.executor.runspec import RunSpec
+from builder.executor.sandbox import run_in_sandbox
 from builder.runsettings import RunSettings
 script = "id -u; hostname; cat /proc/self/uid_map; ls /sys/class/net; touch /made; exit 4"
 sys.exit(run_in_sandbox(Path(sys.argv[1]), RunSpec(argv=["/bin/sh", "-c", script], env=[],
