@@ -202,23 +202,14 @@ def _file_mode(chmod: str | None, st_mode: int, is_dir: bool) -> int:
 
 
 @dataclass
-class _Writer:
-    """Writes entries under a root, applying owner and chmod, preserving hard links.
-
-    Owners follow Buildah: what is copied gets ``owner`` (``--chown``), else its own
-    owner when ``preserve`` (``--from`` a stage or image), else 0:0; every directory the
-    copy creates, parents and destination alike, gets ``owner`` or 0:0, mode 0755.
-
-    Paths are plain strings: this runs once per copied file. A path's parents are
-    resolved inside the root before anything is made there (``_real``), so a symlink in
-    the root (``/app/a -> /srv``) leads below the root, never to the host's ``/srv``."""
-    root: Path
+class _Ownership:
+    """Owners and modes of what a copy makes, as Buildah gives them: what is copied gets
+    ``owner`` (``--chown``), else its own owner when ``preserve`` (``--from`` a stage or
+    image), else 0:0; every directory the copy creates, parents and destination alike,
+    gets ``owner`` or 0:0, mode 0755; ``chmod`` (``--chmod``) applies to what is copied."""
     owner: tuple[int, int] | None
     chmod: str | None
-    preserve: bool = False
-    links: dict[tuple[int, int], str] = field(default_factory=dict)
-    dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
-    known: set[str] = field(default_factory=set)  # directories known to exist
+    preserve: bool
 
     def mode(self, st_mode: int, is_dir: bool) -> int:
         return _file_mode(self.chmod, st_mode, is_dir)
@@ -232,6 +223,20 @@ class _Writer:
         if self.owner is not None:
             return self.owner
         return (st.st_uid, st.st_gid) if self.preserve else (0, 0)
+
+
+@dataclass(kw_only=True)
+class _Writer(_Ownership):
+    """Writes entries under a root, applying owner and chmod (``_Ownership``), preserving
+    hard links.
+
+    Paths are plain strings: this runs once per copied file. A path's parents are
+    resolved inside the root before anything is made there (``_real``), so a symlink in
+    the root (``/app/a -> /srv``) leads below the root, never to the host's ``/srv``."""
+    root: Path
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+    dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)  # directories known to exist
 
     def _resolve_dir(self, path: str) -> str:
         """The directory ``path`` (under the root) with symlinks resolved inside the root."""
@@ -396,28 +401,14 @@ def _copy_data(src: int, dst: int, size: int) -> None:
         _write_all(dst, data)
 
 
-@dataclass
-class _Planned:
+@dataclass(kw_only=True)
+class _Planned(_Ownership):
     """Stands in for ``_Writer`` on an empty root: records what the copy would create
     as layer entries read straight from the sources, writing nothing. Paths are
     absolute inside the root."""
     anchor: Path  # any existing directory: the on-disk stand-in for made directories
-    owner: tuple[int, int] | None
-    chmod: str | None
-    preserve: bool = False
     nodes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # (source, is_dir)
     metadata: dict[str, tuple[int, int, int, float | None]] = field(default_factory=dict)
-
-    def mode(self, st_mode: int, is_dir: bool) -> int:
-        return _file_mode(self.chmod, st_mode, is_dir)
-
-    def made(self) -> tuple[int, int]:
-        return self.owner or (0, 0)
-
-    def copied(self, st: os.stat_result) -> tuple[int, int]:
-        if self.owner is not None:
-            return self.owner
-        return (st.st_uid, st.st_gid) if self.preserve else (0, 0)
 
     def _is_dir(self, path: str) -> bool:
         return path == "/" or (path in self.nodes and self.nodes[path][1])
@@ -483,7 +474,7 @@ def planned_entries(request: CopyRequest, tree: SourceTree) -> list[LayerEntry] 
                    or (len(sources) == 1 and sources[0].is_dir))
     dest = "/" + posixpath.normpath("/" + request.dest).lstrip("/")
     dest_is_dir = dest_is_dir or dest == "/"
-    planned = _Planned(tree.root, request.owner, request.chmod, request.preserve_owner)
+    planned = _Planned(request.owner, request.chmod, request.preserve_owner, anchor=tree.root)
     if dest_is_dir:
         planned.ensure_dir(dest)
     for source in sources:
@@ -661,7 +652,7 @@ def copy_into(root: Path, request: CopyRequest, tree: SourceTree | None,
         raise StepError(f"{request.keyword} failed: {exc}") from exc
     if not dest_is_dir and dest.is_dir():
         dest_is_dir = True
-    writer = _Writer(root, request.owner, request.chmod, request.preserve_owner)
+    writer = _Writer(request.owner, request.chmod, request.preserve_owner, root=root)
     target = os.fspath(dest)
     try:
         if dest_is_dir and not dest.is_dir():
