@@ -46,10 +46,17 @@ def _temp_files(root: Path) -> list[str]:
     return found
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(args: list[str], env: dict[str, str], sig: signal.Signals,
                started: Callable[[], bool]) -> subprocess.CompletedProcess[str]:
+    # SIGINT as a terminal delivers it: a shell starts background jobs with SIGINT ignored
+    # (and so may the test run itself), which pybuild rightly keeps
     proc = subprocess.Popen([sys.executable, "-m", "builder", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not started() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
