@@ -57,7 +57,7 @@ from builder.executor.runspec import MountSpec, RunSpec, etc_files, step_env
 from builder.executor.users import ResolvedUser, resolve_user_in_root
 from builder.runsettings import IdMapping, RunSettings
 
-__all__ = ["MountSpec", "RunSpec", "run_in_sandbox"]
+__all__ = ["run_in_sandbox"]
 
 
 def run_in_sandbox(root: Path, spec: RunSpec) -> int:
