@@ -153,21 +153,13 @@ def enter() -> bool:
     from builder.rootfs import syscalls
 
     uid, gid = os.geteuid(), os.getegid()
-    name = _user_name(uid)
-    subuids = subordinate_ranges("/etc/subuid", name, uid)
-    subgids = subordinate_ranges("/etc/subgid", name, uid)
-    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    commands = newidmap_commands(os.getpid(), uid, gid)
     if _threads() > 1:
         raise SandboxError(
             "entering a user namespace: the process already runs threads",
             hint="call builder.userns.enter() before starting threads, or run the program "
                  "under 'pybuild unshare'")
-    helper = None
-    if subuids and subgids and tools[0] and tools[1]:
-        helper = _MapHelper(os.getpid(), [
-            [tools[0], str(os.getpid()), "0", str(uid), "1", *_ranges_args(subuids)],
-            [tools[1], str(os.getpid()), "0", str(gid), "1", *_ranges_args(subgids)],
-        ])
+    helper = _MapHelper(os.getpid(), commands) if commands else None
     try:
         syscalls.unshare(_CLONE_NEWUSER | _CLONE_NEWNS)
     except OSError as exc:
@@ -193,6 +185,20 @@ def enter() -> bool:
     os.environ[ENV_UID] = str(uid)
     os.environ[ENV_GID] = str(gid)
     return True
+
+
+def newidmap_commands(pid: int, uid: int, gid: int) -> list[list[str]]:
+    """The ``newuidmap`` and ``newgidmap`` command lines that map root in ``pid``'s user
+    namespace to ``uid``/``gid`` and the user's subordinate ranges after it; empty when
+    the user has no ranges or the tools are missing (then only root can be mapped)."""
+    name = _user_name(uid)
+    subuids = subordinate_ranges("/etc/subuid", name, uid)
+    subgids = subordinate_ranges("/etc/subgid", name, uid)
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    if not (subuids and subgids and tools[0] and tools[1]):
+        return []
+    return [[tools[0], str(pid), "0", str(uid), "1", *_ranges_args(subuids)],
+            [tools[1], str(pid), "0", str(gid), "1", *_ranges_args(subgids)]]
 
 
 def _ranges_args(ranges: list[tuple[int, int]]) -> list[str]:

@@ -99,6 +99,7 @@ def run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpe
     stack: RunningStack | None = None
     name = f"pybuild-{uuid.uuid4().hex[:12]}"
     made: list[Path] = []
+    missing: list[tuple[Path, int]] = []
     try:
         shm: dict[str, object] = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                                   "options": ["nosuid", "noexec", "nodev", "mode=1777",
@@ -120,7 +121,8 @@ def run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpe
             oci_mounts.append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                                "source": "cgroup",
                                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
-        files = dict(etc_files(root, spec, network))
+        generated = etc_files(root, spec, network)
+        files = dict(generated)
         for m in mounts:
             if m.type == "secret" and m.target and m.data is not None:
                 files[m.target] = m.data
@@ -136,13 +138,13 @@ def run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpe
         for index, (target, data) in enumerate(files.items()):
             staged = bundle / f"file-{index}"
             staged.write_bytes(data)
-            secret = target not in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+            secret = target not in generated
             staged.chmod(0o400 if secret else 0o644)
             oci_mounts.append({"destination": target, "type": "bind", "source": str(staged),
                                "options": ["bind", "ro" if secret else "rw"]})
         points = [str(m["destination"]) for m in oci_mounts]
         points += [d.target for d in confinement.devices]
-        missing = _missing_points(root, points, resolve_in_root)
+        missing = _missing_points(root, points)
         namespaces = _oci_namespaces(confinement)
         if network.mode.kind == "ns":
             namespaces.append({"type": "network", "path": network.mode.path})
@@ -197,9 +199,9 @@ def run_oci(root: Path, spec: RunSpec, user: ResolvedUser, mounts: list[MountSpe
             [runtime, *flags, "--root", str(bundle / "state"), "run", "--bundle", str(bundle),
              name], stdin=None if spec.stdin else subprocess.DEVNULL,
         ).returncode
-        _remove_points(missing)
         return 128 - status if status < 0 else status
     finally:
+        _remove_points(missing)
         StepCgroup(created=made).remove()
         if stack is not None:
             stack.stop()
@@ -233,14 +235,13 @@ def _netns_holder() -> subprocess.Popen[bytes]:
         time.sleep(0.001)
 
 
-def _missing_points(root: Path, targets: list[str], resolve: object) -> list[tuple[Path, int]]:
+def _missing_points(root: Path, targets: list[str]) -> list[tuple[Path, int]]:
     """Host paths (with their parents' mtimes) that runc will create as mount points."""
-    assert callable(resolve)
     out: list[tuple[Path, int]] = []
     for target in targets:
         parts = [p for p in target.split("/") if p]
         for depth in range(1, len(parts) + 1):
-            path = resolve(root, "/".join(parts[:depth]))
+            path = resolve_in_root(root, "/".join(parts[:depth]))
             if not os.path.lexists(path) and all(path != p for p, _ in out):
                 out.append((path, os.stat(path.parent).st_mtime_ns
                             if path.parent.exists() else 0))

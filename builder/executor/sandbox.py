@@ -27,7 +27,6 @@ import base64
 import fcntl
 import json
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -280,36 +279,16 @@ def _connect(network: Network, pid: int, sync_r: int, sync_w: int) -> RunningSta
 
 
 
-def _subid_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit():
-            return int(parts[1]), int(parts[2])
-    return None
-
-
 def _map_ids(pid: int, sync_r: int, sync_w: int) -> None:
-    """Map root in the child's new user namespace to us (plus subordinate ids)."""
+    """Map root in the child's new user namespace to us, plus our subordinate ids."""
     if os.read(sync_r, 1) != b"u":
         return  # the child failed before unsharing; its error says why
     uid, gid = os.getuid(), os.getgid()
+    commands = userns.newidmap_commands(pid, uid, gid)
     try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = str(uid)
-    subuid = _subid_range("/etc/subuid", name, uid)
-    subgid = _subid_range("/etc/subgid", name, uid)
-    try:
-        if subuid and subgid and shutil.which("newuidmap") and shutil.which("newgidmap"):
-            for tool, own, (start, count) in (("newuidmap", uid, subuid),
-                                              ("newgidmap", gid, subgid)):
-                subprocess.run([tool, str(pid), "0", str(own), "1", "1", str(start), str(count)],
-                               check=True, capture_output=True, text=True)
-        else:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True, text=True)
+        if not commands:
             Path(f"/proc/{pid}/setgroups").write_text("deny")
             Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
             Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1")
