@@ -26,23 +26,27 @@ class Buildah:
                       "--storage-driver", "vfs"]
         self.count = 0
 
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """``buildah`` with this store's flags; a failure shows Buildah's own error."""
+        done = subprocess.run(["buildah", *self.flags, *args], capture_output=True, text=True,
+                              env=env)
+        if done.returncode != 0:
+            raise AssertionError(f"buildah {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stderr[-4000:]}")
+        return done.stdout
+
     def load(self, layout: Path, ref: str) -> None:
         """Copy an image from an OCI layout (a pybuild store) into Buildah's store as ``ref``."""
-        pulled = subprocess.run(["buildah", *self.flags, "pull", "-q", f"oci:{layout}:{ref}"],
-                                check=True, capture_output=True, text=True)
-        subprocess.run(["buildah", *self.flags, "tag", pulled.stdout.split()[-1], ref],
-                       check=True, capture_output=True)
+        pulled = self.run("pull", "-q", f"oci:{layout}:{ref}")
+        self.run("tag", pulled.split()[-1], ref)
 
     def build(self, context: Path, *args: str) -> tuple[dict, dict]:
         self.count += 1
         tag = f"localhost/cmp{self.count}:latest"
-        subprocess.run(["buildah", *self.flags, "bud", "-q", "--isolation", "chroot",
-                        "-t", tag, *args, str(context)],
-                       check=True, capture_output=True, text=True,
-                       env={**os.environ, "BUILDAH_FORMAT": "oci"})
+        self.run("bud", "-q", "--isolation", "chroot", "-t", tag, *args, str(context),
+                 env={**os.environ, "BUILDAH_FORMAT": "oci"})
         out = self.base / f"oci{self.count}"
-        subprocess.run(["buildah", *self.flags, "push", "-q", tag, f"oci:{out}:img"],
-                       check=True, capture_output=True)
+        self.run("push", "-q", tag, f"oci:{out}:img")
         return read_image(out, "img")
 
 

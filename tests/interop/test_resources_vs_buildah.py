@@ -163,8 +163,7 @@ def test_volume_trees_match_buildah_but_for_its_mount_point(
     tag = f"localhost/cmp-{uuid.uuid4().hex[:6]}:latest"
     assert theirs(loaded, context, "-v", f"{vols[1]}:/cache/x", tag=tag).returncode == 0
     layout = tmp_path / "theirs-oci"
-    subprocess.run(["buildah", *loaded.flags, "push", "-q", tag, f"oci:{layout}:img"],
-                   check=True, capture_output=True)
+    loaded.run("push", "-q", tag, f"oci:{layout}:img")
     mine = read_image(with_busybox.root, "localhost/res:1")[1]
     other = read_image(layout, "img")[1]
     mount_point = {"cache", "cache/x"}
