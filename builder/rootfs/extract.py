@@ -538,7 +538,23 @@ def scan_layer(stream: BinaryIO, media_type: str, *, layer_digest: str) -> str:
     return _read_tar(stream, _compression(media_type), f"layer {layer_digest}", None)
 
 
-class _Prefixed:
+class ReadStream:
+    """A readable binary stream built on one ``read`` method, as decompressors and the tar
+    reader want it (``readinto`` and ``readable`` follow from ``read``)."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Prefixed(ReadStream):
     """``head`` (bytes already read from ``stream``), then the rest of ``stream``."""
 
     def __init__(self, head: bytes, stream: BinaryIO) -> None:
@@ -553,14 +569,6 @@ class _Prefixed:
             return data
         data, self.head = self.head[:size], self.head[size:]
         return data
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
 
 def _magic(head: bytes) -> str:

@@ -43,7 +43,7 @@ from builder.image.digest import BackgroundSha256, digest_hex, is_digest
 from builder.image.encrypted import refuse_encrypted_layer
 from builder.image.layout import TEMP_PREFIX, fsync_dir
 from builder.image.spec import MANIFEST_TYPES, Descriptor, ImageConfig, Manifest
-from builder.rootfs.extract import scan_layer
+from builder.rootfs.extract import ReadStream, scan_layer
 
 __all__ = ["BlobSource", "ImageImport", "check_blob", "record_verified", "verified_diff_id"]
 
@@ -129,7 +129,7 @@ def check_blob(image: str, what: str, desc: Descriptor, data: bytes) -> bytes:
     return data
 
 
-class _Tee:
+class _Tee(ReadStream):
     """The compressed side of a layer's one pass: what the decompressor reads is counted,
     hashed (on a thread) and written to a staging file. More bytes than ``limit`` is a
     refusal at once, so a source cannot send without end."""
@@ -155,14 +155,6 @@ class _Tee:
             while view:
                 view = view[os.write(self.fd, view):]
         return data
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def drain(self) -> None:
         """Read the rest of the source (after the tar's end, or after a failure)."""
