@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 from tests.build.imagetree import _blob, _manifest, _untar
+from tests.interop.buildah_overlay import reference_build
 from tests.lanes import RootlessUser
 
 
@@ -114,6 +115,9 @@ class RootlessBuildah:
 
     def build(self, context: Path, *args: str) -> Path:
         """Build ``context`` and return the OCI layout holding the image as ``img``."""
+        return reference_build(lambda: self._build(context, *args))
+
+    def _build(self, context: Path, *args: str) -> Path:
         self.count += 1
         tag = f"localhost/cmp{self.count}:latest"
         self("bud", "-q", "--isolation", "chroot", "--layers", "-t", tag, *args, str(context))
