@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,24 @@ from tests.build.remote_servers import file_server, git_daemon, git_http  # noqa
 from tests.conftest import REPO, Pybuild
 
 BUILDAH = shutil.which("buildah")
+
+
+# Buildah 1.28's chroot isolation copies its own binary into a sealed memfd for each RUN,
+# before the step's command starts; sealing sometimes fails with EBUSY while the kernel
+# still holds the copy's pages. Seen once in a whole-suite run, failing one reference
+# build; a CI run before that failed one such build without showing Buildah's error.
+BUILDAH_TRANSIENT = "sealing memfd copy: Device or resource busy"
+
+
+def run_buildah(argv: list[str], attempts: int = 3,
+                **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a Buildah command (output captured as text), again while it fails only with
+    Buildah's own transient error above; any other outcome is returned as it is."""
+    for _ in range(attempts):
+        done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+        if done.returncode == 0 or BUILDAH_TRANSIENT not in done.stderr:
+            break
+    return done
 
 
 class Buildah:
@@ -28,8 +47,7 @@ class Buildah:
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> str:
         """``buildah`` with this store's flags; a failure shows Buildah's own error."""
-        done = subprocess.run(["buildah", *self.flags, *args], capture_output=True, text=True,
-                              env=env)
+        done = run_buildah(["buildah", *self.flags, *args], env=env)
         if done.returncode != 0:
             raise AssertionError(f"buildah {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stderr[-4000:]}")

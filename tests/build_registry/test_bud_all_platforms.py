@@ -107,11 +107,10 @@ def test_all_platforms_matches_buildah(registry: Registry, tmp_path: Path,
     with_busybox("bud", "-q", "--all-platforms", "--manifest", "out", "--tls-verify=false",
                  app)
     ours = _entries(with_busybox, "out")
-    subprocess.run(["buildah", *buildah.flags, "bud", "-q", "--all-platforms", "--manifest",
-                    "out", "--tls-verify=false", str(app)], check=True, capture_output=True)
+    buildah.run("bud", "-q", "--all-platforms", "--manifest", "out", "--tls-verify=false",
+                str(app))
     layout = tmp_path / "buildah-out"
-    subprocess.run(["buildah", *buildah.flags, "manifest", "push", "--all", "out",
-                    f"oci:{layout}:out"], check=True, capture_output=True)
+    buildah.run("manifest", "push", "--all", "out", f"oci:{layout}:out")
     index = json.loads((layout / "index.json").read_text())
     top = json.loads(_blob(layout, index["manifests"][0]["digest"]))
     theirs = {f"{e['platform']['os']}/{e['platform']['architecture']}": e["digest"]

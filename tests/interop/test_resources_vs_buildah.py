@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import Buildah
+from tests.build.conftest import Buildah, run_buildah
 from tests.build.imagetree import read_image
 from tests.conftest import Pybuild
 
@@ -61,10 +61,9 @@ def theirs(buildah: Buildah, context: Path, *flags: str, isolation: str = "chroo
            tag: str = "") -> subprocess.CompletedProcess[str]:
     runtime = ["--runtime", RUNC] if isolation == "oci" and RUNC else []
     tagged = ["-t", tag] if tag else []
-    return subprocess.run(["buildah", *buildah.flags, "bud", "--isolation", isolation,
-                           *runtime, *tagged, *flags, str(context)],
-                          capture_output=True, text=True,
-                          env={**os.environ, "BUILDAH_FORMAT": "oci"})
+    return run_buildah(["buildah", *buildah.flags, "bud", "--isolation", isolation,
+                        *runtime, *tagged, *flags, str(context)],
+                       env={**os.environ, "BUILDAH_FORMAT": "oci"})
 
 
 def ours(pybuild: Pybuild, context: Path, *flags: str):

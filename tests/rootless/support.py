@@ -12,8 +12,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from tests.build.conftest import run_buildah
 from tests.build.imagetree import _blob, _manifest, _untar
-from tests.interop.buildah_overlay import reference_build
 from tests.lanes import RootlessUser
 
 
@@ -107,17 +107,14 @@ class RootlessBuildah:
         self.count = 0
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
+        proc = run_buildah(
             self.user.command("buildah", *self.flags, *args, env={"BUILDAH_FORMAT": "oci"}),
-            capture_output=True, text=True, cwd=self.base, timeout=900)
+            cwd=self.base, timeout=900)
         assert proc.returncode == 0, f"buildah {' '.join(args)}:\n{proc.stderr}"
         return proc
 
     def build(self, context: Path, *args: str) -> Path:
         """Build ``context`` and return the OCI layout holding the image as ``img``."""
-        return reference_build(lambda: self._build(context, *args))
-
-    def _build(self, context: Path, *args: str) -> Path:
         self.count += 1
         tag = f"localhost/cmp{self.count}:latest"
         self("bud", "-q", "--isolation", "chroot", "--layers", "-t", tag, *args, str(context))
