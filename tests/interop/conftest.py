@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from tests.interop.buildah_overlay import OverlayBuildah
 
 @pytest.fixture(scope="session")
 def overlay_buildah(buildah: Buildah,  # noqa: F811  (skips when buildah is missing)
-                    tmp_path_factory: pytest.TempPathFactory) -> OverlayBuildah:
-    return OverlayBuildah(tmp_path_factory.mktemp("buildah-overlay"))
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[OverlayBuildah]:
+    overlay = OverlayBuildah(tmp_path_factory.mktemp("buildah-overlay"))
+    yield overlay
+    overlay.unmount()
 
 
 @pytest.fixture(scope="session")
