@@ -82,9 +82,11 @@ def _free_range(path: Path) -> int:
     return start
 
 
-def ensure_user(name: str = USER, ranges: bool = True) -> pwd.struct_passwd:
-    """The user, with a home and subordinate ranges (or none: ``ranges=False``); made or
-    completed when missing (idempotent, kept between runs)."""
+def ensure_user(name: str = USER,
+                ranges: tuple[int, ...] = (SUBID_COUNT,)) -> pwd.struct_passwd:
+    """The user, with a home and subordinate ranges of these sizes in /etc/subuid and
+    /etc/subgid (none: ``ranges=()``), apart from each other and from other users'; made
+    or completed when missing (idempotent, kept between runs)."""
     if os.geteuid() != 0 or not shutil.which("useradd") or not Path(SYSTEM_PYTHON).exists():
         pytest.skip("the rootless lane needs root (to make the user), useradd and a system "
                     "python3")
@@ -103,14 +105,16 @@ def ensure_user(name: str = USER, ranges: bool = True) -> pwd.struct_passwd:
         path = Path("/etc") / kind
         text = path.read_text() if path.exists() else ""
         mine = re.findall(rf"(?m)^(?:{re.escape(name)}|{entry.pw_uid}):(\d+):(\d+)$", text)
-        if ranges and not mine:
-            start = _free_range(path)
-            subprocess.run(["usermod", f"--add-{kind}s", f"{start}-{start + SUBID_COUNT - 1}",
-                            name], check=True, capture_output=True)
-        for start, count in mine if not ranges else ():  # useradd may have given some
+        if tuple(int(count) for _, count in mine) == ranges:
+            continue
+        for start, count in mine:  # useradd may have given some
             subprocess.run(["usermod", f"--del-{kind}s",
                             f"{start}-{int(start) + int(count) - 1}", name],
                            check=True, capture_output=True)
+        for index, count in enumerate(ranges):
+            start = _free_range(path) + (1000 if index else 0)  # a gap: ranges stay apart
+            subprocess.run(["usermod", f"--add-{kind}s", f"{start}-{start + count - 1}",
+                            name], check=True, capture_output=True)
     return entry
 
 
@@ -161,7 +165,7 @@ def readable_package(dest: Path, repo: Path) -> Path:
 
 
 def make_rootless_user(base: Path, repo: Path, name: str = USER,
-                       ranges: bool = True) -> RootlessUser:
+                       ranges: tuple[int, ...] = (SUBID_COUNT,)) -> RootlessUser:
     """A user (the lane's by default), with a package copy (shared by the users made
     under one ``base``) and a runtime directory under ``base``."""
     entry = ensure_user(name, ranges)

@@ -59,7 +59,16 @@ def noranges_user(rootless_user: RootlessUser,
     from tests.conftest import REPO
 
     return make_rootless_user(rootless_user.pythonpath.parent, REPO, "pbnoranges",
-                              ranges=False)
+                              ranges=())
+
+
+@pytest.fixture(scope="session")
+def tworanges_user(rootless_user: RootlessUser) -> RootlessUser:
+    """A third ordinary user, with two subordinate ranges: 1,000 ids, then 65,536 more."""
+    from tests.conftest import REPO
+
+    return make_rootless_user(rootless_user.pythonpath.parent, REPO, "pbtworanges",
+                              ranges=(1000, 65536))
 
 
 @pytest.fixture(scope="session")
@@ -344,6 +353,34 @@ def test_single_id_map(tmp_path: Path, noranges_user: RootlessUser, busybox_stor
     assert '"RUN true": extracting layer sha256:' in failed.stderr
     assert "outside the ids this user namespace maps (uids 0, gids 0)" in failed.stderr
     assert "never" not in (pybuild.root / "index.json").read_text()
+
+
+def test_two_subordinate_ranges(tmp_path: Path, request: pytest.FixtureRequest,
+                                busybox_store: Path, tworanges_user: RootlessUser) -> None:
+    """A user whose ids come in two ranges gets both mapped, one after the other: owners
+    from the second range (COPY --chown, chown in RUN) build with default flags, the
+    image runs, and it equals root's build."""
+    ranges = [line.split(":")[1:] for line in Path("/etc/subuid").read_text().split()
+              if line.startswith(tworanges_user.name + ":")]
+    assert [count for _, count in ranges] == ["1000", "65536"]
+    tworanges_user.reach(tmp_path)
+    os.chown(tmp_path, tworanges_user.uid, tworanges_user.gid)
+    user = copy_store(busybox_store, RootlessPybuild(tmp_path / "store", tworanges_user))
+    (first, _), (second, _) = ranges
+    assert (f"uid map:         0->{tworanges_user.uid}, 1->{first} (1000), "
+            f"1001->{second} (65536)\n") in user("info").stdout
+    context = _context(tmp_path, tworanges_user,
+                       "FROM localhost/busybox\nCOPY --chown=5000:5001 f /f\n"
+                       "RUN touch /g && chown 40000:40001 /g && mkdir /d /e "
+                       "&& chown 999:1000 /d && chown 1001:1001 /e\n",
+                       f="f\n")
+    (root_dir := tmp_path / "root").mkdir()
+    root = copy_store(busybox_store, lane_runner("root", root_dir, request))
+    ids = _build(root, context)[0], _build(user, context)[0]
+    _assert_same_image(root, user, ids)
+    shown = user("run", "img", "stat", "-c", "%n %u:%g", "/f", "/g", "/d", "/e").stdout
+    assert shown.splitlines() == ["/f 5000:5001", "/g 40000:40001", "/d 999:1000",
+                                  "/e 1001:1001"]
 
 
 def test_id_outside_the_ranges(tmp_path: Path, request: pytest.FixtureRequest,
